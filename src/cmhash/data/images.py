@@ -1,0 +1,116 @@
+"""Image stores: where the pixels of each pair live (files on disk, or arrays inside an HDF5 .mat).
+
+A store is a lazy, indexable sequence: ``store.load(i)`` returns an RGB ``PIL.Image`` and
+``store.ref(i)`` a human-readable reference (a path, or ``file.mat:IAll[17]``) for reports and
+search results. Stores never modify their source files.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from cmhash.errors import DataError
+
+
+class ImageStore:
+    """Interface for the image side of a paired dataset."""
+
+    def __len__(self) -> int:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def ref(self, i: int) -> str:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def load(self, i: int):  # pragma: no cover - interface
+        """Return image ``i`` as an RGB PIL image."""
+        raise NotImplementedError
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> "ImageStore":  # pragma: no cover
+        raise NotImplementedError
+
+    def refs(self) -> list[str]:
+        return [self.ref(i) for i in range(len(self))]
+
+
+class FileImageStore(ImageStore):
+    """Images as files on disk (jpg/png/...), one path per pair."""
+
+    def __init__(self, paths: Sequence[str | os.PathLike]):
+        self.paths = [str(p) for p in paths]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def ref(self, i: int) -> str:
+        return self.paths[i]
+
+    def load(self, i: int):
+        from cmhash.data.imageio import open_rgb
+
+        return open_rgb(self.paths[i])
+
+    def subset(self, indices) -> "FileImageStore":
+        return FileImageStore([self.paths[int(j)] for j in np.asarray(indices)])
+
+
+class HDF5ImageStore(ImageStore):
+    """Raw uint8 images stored in an HDF5 (MATLAB v7.3) array, as in DJSRH's ``*-iall.mat``.
+
+    ``layout`` names the axis order of one stored item, e.g. ``"CWH"`` for the DCMH/DJSRH files
+    (read with ``np.transpose(IAll[idx], (2, 1, 0))`` to get HWC).
+    """
+
+    def __init__(self, path: str | os.PathLike, variable: str, rows: Sequence[int] | None = None, layout: str = "CWH"):
+        self.path = str(path)
+        self.variable = variable
+        self.layout = layout.upper()
+        if sorted(self.layout) != sorted("HWC"):
+            raise DataError(f"{self.path}: image layout '{layout}' must be a permutation of HWC")
+        self._h5 = None
+        if rows is None:
+            import h5py
+
+            with h5py.File(self.path, "r") as fh:
+                if variable not in fh:
+                    raise DataError(f"{self.path}: no variable '{variable}' (found: {', '.join(fh.keys())})")
+                n = fh[variable].shape[0]
+            rows = range(n)
+        self.rows = np.asarray(list(rows), dtype=np.int64)
+
+    def __getstate__(self):  # picklable for DataLoader workers: reopen the file in each process
+        state = dict(self.__dict__)
+        state["_h5"] = None
+        return state
+
+    def _array(self):
+        if self._h5 is None:
+            import h5py
+
+            self._h5 = h5py.File(self.path, "r")
+        return self._h5[self.variable]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def ref(self, i: int) -> str:
+        return f"{self.path}:{self.variable}[{int(self.rows[i])}]"
+
+    def load(self, i: int):
+        from PIL import Image
+
+        item = np.asarray(self._array()[int(self.rows[i])])
+        order = [self.layout.index(c) for c in "HWC"]
+        hwc = np.ascontiguousarray(np.transpose(item, order))
+        if hwc.dtype != np.uint8:
+            hwc = np.clip(hwc, 0, 255).astype(np.uint8)
+        return Image.fromarray(hwc).convert("RGB")
+
+    def subset(self, indices) -> "HDF5ImageStore":
+        out = HDF5ImageStore.__new__(HDF5ImageStore)
+        out.__dict__.update(self.__getstate__())
+        out.rows = self.rows[np.asarray(indices, dtype=np.int64)]
+        return out

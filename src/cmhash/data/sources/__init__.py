@@ -1,0 +1,1 @@
+"""Data sources; each module registers loaders in cmhash.data.SOURCES."""
