@@ -20,6 +20,11 @@ SOURCES: Registry = Registry(
     modules=[
         "cmhash.data.sources.wiki",
         "cmhash.data.sources.mirflickr",
+        "cmhash.data.sources.nuswide",
+        "cmhash.data.sources.flickr8k",
+        "cmhash.data.sources.fashion",
+        "cmhash.data.sources.folder",
+        "cmhash.data.sources.synthetic",
     ],
 )
 

@@ -11,7 +11,10 @@ from cmhash.registry import Registry
 
 METHODS: Registry = Registry(
     "method",
-    modules=[],
+    modules=[
+        "cmhash.methods.cmfh",
+        "cmhash.methods.djsrh",
+    ],
 )
 
 

@@ -1,0 +1,1 @@
+"""Source `fashion`: placeholder until implemented (registers nothing yet)."""

@@ -1,0 +1,1 @@
+"""Source `flickr8k`: placeholder until implemented (registers nothing yet)."""

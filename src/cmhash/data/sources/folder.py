@@ -1,0 +1,1 @@
+"""Source `folder`: placeholder until implemented (registers nothing yet)."""

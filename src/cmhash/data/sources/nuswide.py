@@ -1,0 +1,1 @@
+"""Source `nuswide`: placeholder until implemented (registers nothing yet)."""

@@ -1,0 +1,1 @@
+"""Source `synthetic`: placeholder until implemented (registers nothing yet)."""

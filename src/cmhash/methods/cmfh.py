@@ -1,0 +1,1 @@
+"""Method `cmfh`: placeholder until implemented (registers nothing yet)."""

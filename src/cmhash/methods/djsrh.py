@@ -1,0 +1,1 @@
+"""Method `djsrh`: placeholder until implemented (registers nothing yet)."""
