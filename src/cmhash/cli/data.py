@@ -7,7 +7,6 @@ Heavy imports (numpy, the sources, h5py) happen inside the command functions so 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from typing import Any
 

@@ -8,7 +8,6 @@ search results. Stores never modify their source files.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -55,6 +54,20 @@ class FileImageStore(ImageStore):
 
     def subset(self, indices) -> "FileImageStore":
         return FileImageStore([self.paths[int(j)] for j in np.asarray(indices)])
+
+
+def open_h5_readonly(path: str | os.PathLike):
+    """Open an HDF5 file for reading without taking a file lock.
+
+    Read-only or network mounts (NFS, Lustre) often refuse HDF5's lock ("unable to lock file");
+    a dataset is only ever read here, so the lock buys nothing.
+    """
+    import h5py
+
+    try:
+        return h5py.File(path, "r", locking=False)
+    except TypeError:  # pragma: no cover - h5py < 3.5
+        return h5py.File(path, "r")
 
 
 def _check_layout(layout: str, where: str) -> str:
@@ -119,9 +132,7 @@ class HDF5ImageStore(ImageStore):
         self.layout = _check_layout(layout, self.path)
         self._h5 = None
         if rows is None:
-            import h5py
-
-            with h5py.File(self.path, "r") as fh:
+            with open_h5_readonly(self.path) as fh:
                 if variable not in fh:
                     raise DataError(f"{self.path}: no variable '{variable}' (found: {', '.join(fh.keys())})")
                 n = fh[variable].shape[0]
@@ -135,9 +146,7 @@ class HDF5ImageStore(ImageStore):
 
     def _array(self):
         if self._h5 is None:
-            import h5py
-
-            self._h5 = h5py.File(self.path, "r")
+            self._h5 = open_h5_readonly(self.path)
         return self._h5[self.variable]
 
     def __len__(self) -> int:

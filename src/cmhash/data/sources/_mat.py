@@ -11,11 +11,9 @@ pairs when given. Errors name the file and the variable and list the variables t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
 import numpy as np
 
-from cmhash.data.images import ArrayImageStore, HDF5ImageStore, ImageStore
+from cmhash.data.images import ArrayImageStore, HDF5ImageStore, ImageStore, open_h5_readonly
 from cmhash.errors import DataError, MissingFileError
 
 _SKIP = ("#refs#", "#subsystem#")
@@ -37,9 +35,7 @@ def mat_variables(path: Path) -> list[str]:
     """Names of the variables stored in a v5 or v7.3 ``.mat`` file."""
     _check_exists(path)
     if is_v73(path):
-        import h5py
-
-        with h5py.File(path, "r") as fh:
+        with open_h5_readonly(path) as fh:
             return [k for k in fh.keys() if k not in _SKIP]
     import scipy.io as sio
 
@@ -63,13 +59,17 @@ def pick_variable(path: Path, candidates: list[str], option: str | None = None) 
     raise _missing(path, " or ".join(candidates), found, option)
 
 
-def _read_raw(path: Path, var: str, option: str | None) -> tuple[np.ndarray, bool]:
-    """The stored array in MATLAB axis order (n x d stays n x d); second item: was it v7.3."""
+def _read_raw(path: Path, var: str, option: str | None, dtype=None) -> tuple[np.ndarray, bool]:
+    """The stored array in MATLAB axis order (n x d stays n x d); second item: was it v7.3.
+
+    ``dtype`` converts while reading from HDF5, so a 186,577 x 1,000 double ``YAll`` never sits
+    in memory as float64 when float32 is wanted.
+    """
     _check_exists(path)
     if is_v73(path):
         import h5py
 
-        with h5py.File(path, "r") as fh:
+        with open_h5_readonly(path) as fh:
             if var not in fh:
                 raise _missing(path, var, [k for k in fh.keys() if k not in _SKIP], option)
             node = fh[var]
@@ -86,7 +86,9 @@ def _read_raw(path: Path, var: str, option: str | None) -> tuple[np.ndarray, boo
             cls = cls.decode() if isinstance(cls, bytes) else str(cls)
             if cls in ("cell", "struct", "char") or node.dtype.kind not in "biuf":
                 raise DataError(f"{path}: variable '{var}' is a MATLAB {cls or node.dtype} array, not a numeric matrix")
-            arr = node[()]
+            if node.ndim == 2:
+                return _read_transposed(node, dtype), True
+            arr = node.astype(dtype)[()] if dtype is not None and node.dtype != dtype else node[()]
             return np.transpose(arr), True  # undo column-major storage
     import scipy.io as sio
 
@@ -105,6 +107,20 @@ def _read_raw(path: Path, var: str, option: str | None) -> tuple[np.ndarray, boo
     return arr, False
 
 
+def _read_transposed(node, dtype, block: int = 16384) -> np.ndarray:
+    """A 2-D h5py dataset (d x n, as MATLAB stores an n x d matrix) as a C-ordered n x d array.
+
+    Read in blocks of columns straight into the output, so peak memory is the output plus one
+    block (not the stored array, its transposed copy and a converted copy).
+    """
+    d, n = node.shape
+    out = np.empty((n, d), dtype=node.dtype if dtype is None else dtype)
+    for start in range(0, n, block):
+        stop = min(n, start + block)
+        out[start:stop] = node[:, start:stop].T
+    return out
+
+
 def read_matrix(path: Path, var: str, *, n: int | None = None, dtype=np.float32, option: str | None = None) -> np.ndarray:
     """Read a 2-D numeric variable as (pairs x dims) in ``dtype``.
 
@@ -112,7 +128,7 @@ def read_matrix(path: Path, var: str, *, n: int | None = None, dtype=np.float32,
     is transposed, and a matrix with neither side equal to ``n`` is an error. NaN/inf values are an
     error naming the row and column.
     """
-    arr, _v73 = _read_raw(path, var, option)
+    arr, _v73 = _read_raw(path, var, option, dtype=np.dtype(dtype))
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.ndim != 2:
@@ -167,7 +183,7 @@ def open_images(path: Path, var: str, *, n: int | None = None, layout: str = "au
     if is_v73(path):
         import h5py
 
-        with h5py.File(path, "r") as fh:
+        with open_h5_readonly(path) as fh:
             if var not in fh:
                 raise _missing(path, var, [k for k in fh.keys() if k not in _SKIP], option)
             node = fh[var]
@@ -192,9 +208,7 @@ def count_rows(path: Path, var: str, option: str | None = None) -> int:
     """Number of items of an image stack without reading it (N is the first h5py / last v5 axis)."""
     _check_exists(path)
     if is_v73(path):
-        import h5py
-
-        with h5py.File(path, "r") as fh:
+        with open_h5_readonly(path) as fh:
             if var not in fh:
                 raise _missing(path, var, [k for k in fh.keys() if k not in _SKIP], option)
             return int(fh[var].shape[0])
@@ -205,23 +219,3 @@ def count_rows(path: Path, var: str, option: str | None = None) -> int:
             return int(shape[-1])
     raise _missing(path, var, mat_variables(path), option)
 
-
-def describe(path: Path) -> dict[str, Any]:
-    """Variables, shapes and format of a .mat file (for error messages and `cmhash data info`)."""
-    _check_exists(path)
-    out: dict[str, Any] = {"file": str(path), "format": "v7.3/HDF5" if is_v73(path) else "v5", "variables": {}}
-    if out["format"] == "v5":
-        import scipy.io as sio
-
-        for name, shape, cls in sio.whosmat(str(path)):
-            out["variables"][name] = {"shape": list(shape), "class": cls}
-    else:
-        import h5py
-
-        with h5py.File(path, "r") as fh:
-            for k in fh.keys():
-                if k in _SKIP:
-                    continue
-                node = fh[k]
-                out["variables"][k] = {"shape_h5py": list(getattr(node, "shape", ()) or ())}
-    return out
