@@ -254,12 +254,13 @@ def cmd_split(args: argparse.Namespace) -> int:
     from cmhash.data.splits import make_split
 
     params = _parse_params(getattr(args, "param", []))
-    ds, elapsed, _ = _load(args)
+    ds, elapsed, opts = _load(args)
     for key in ("num_query", "num_train"):
         if getattr(args, key, None) is not None:
             params[key] = getattr(args, key)
     split = make_split(ds, args.protocol, seed=args.seed, **params)
     split.dataset["root"] = str(args.root)
+    split.dataset["source_options"] = opts
     if ds.report is not None:
         split.dataset["dropped"] = len(ds.report.dropped)
     path = split.save(args.out)
@@ -273,8 +274,7 @@ def cmd_split(args: argparse.Namespace) -> int:
         extra = ""
         if ds.groups is not None:
             extra = f" ({_n(len(np.unique(ds.groups[idx])))} images)"
-        lines = f"  {part:9s}: {_n(sizes[part])}{extra}"
-        print(lines)
+        print(f"  {part:9s}: {_n(sizes[part])}{extra}")
     overlap = len(np.intersect1d(split.query, split.train))
     print(f"  query/train overlap: {overlap}; train within database: {bool(np.isin(split.train, split.database).all())}")
     print(f"saved {path}")
