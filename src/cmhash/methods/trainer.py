@@ -275,8 +275,10 @@ class Trainer:
         for k, v in m.hparams.items():
             if old["hparams"].get(k) != v and k not in ("fused_optimizer",):
                 problems.append(f"{k} {old['hparams'].get(k)!r} != {v!r}")
-        if old["spec"] != self.spec.to_dict():
-            problems.append("input features differ")
+        new_spec = self.spec.to_dict()
+        for k in ("text_dim", "image_mode", "image_dim", "backbone", "finetune"):  # not provenance strings or paths
+            if old["spec"].get(k) != new_spec.get(k):
+                problems.append(f"input {k} {old['spec'].get(k)!r} != {new_spec.get(k)!r}")
         cfg = payload.get("train_config", {})
         for k in ("seed", "batch_size", "epochs"):
             if k in cfg and cfg[k] != getattr(self.config, k):
