@@ -137,18 +137,16 @@ class DeepHashMethod(HashMethod):
         for name, (params, lr) in self.param_groups().items():
             if not params:
                 continue
-            kw: dict[str, Any] = {}
-            if fused == "auto":
-                kw["fused"] = True if all(p.device.type in ("cpu", "cuda") for p in params) else None
-            elif fused:
-                kw["fused"] = True
-            else:
-                kw["foreach"] = False
-            if kw.get("fused") is None:
-                kw.pop("fused", None)
-            out[name] = torch.optim.SGD(
-                params, lr=lr, momentum=float(self.hparams["momentum"]), weight_decay=float(self.hparams["weight_decay"]), **kw
-            )
+            base = dict(lr=lr, momentum=float(self.hparams["momentum"]), weight_decay=float(self.hparams["weight_decay"]))
+            if fused in ("auto", True):
+                # one kernel per parameter for weight decay, momentum and the update (same arithmetic)
+                try:
+                    out[name] = torch.optim.SGD(params, fused=True, **base)
+                    continue
+                except (RuntimeError, TypeError, ValueError):
+                    if fused is True:
+                        raise
+            out[name] = torch.optim.SGD(params, foreach=False if fused is False else None, **base)
         return out
 
     def train_mode(self, mode: bool = True) -> None:

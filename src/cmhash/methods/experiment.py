@@ -356,6 +356,7 @@ def train_and_evaluate(
     eval_seconds = time.perf_counter() - t_eval
     history = list(getattr(method, "history", []) or [])
     epoch_secs = [float(r["seconds"]) for r in history if "seconds" in r]
+    overhead = sum(float(r.get("val_seconds", 0.0)) + float(r.get("checkpoint_seconds", 0.0)) for r in history)
     protocol = dict(result.get("protocol", {}))
     protocol.update(split=split.describe(), validation=val_sizes, selection=run.get("select", "last"))
     last_val = next((r for r in reversed(history) if any(k.startswith("val_") for k in r)), None)
@@ -374,6 +375,7 @@ def train_and_evaluate(
         "epochs": len(history) if history else None,
         "seconds_per_epoch": float(np.mean(epoch_secs)) if epoch_secs else None,
         "train_seconds_epochs": float(np.sum(epoch_secs)) if epoch_secs else None,
+        "train_seconds_total": float(np.sum(epoch_secs) + overhead) if epoch_secs else None,
         "validation": {k: v for k, v in (last_val or {}).items() if k.startswith("val_") or k == "epoch"} or None,
         "curves": result.get("curves"),
         "hparams": method.hparams,

@@ -175,7 +175,7 @@ def collect(cells: Sequence[Cell], root: Path) -> list[dict[str, Any]]:
                 "i2t": float(m["i2t"]["map@50"]),
                 "t2i": float(m["t2i"]["map@50"]),
                 "seconds": m.get("seconds"),
-                "train_seconds": m.get("train_seconds"),
+                "train_seconds": m.get("train_seconds_total") or m.get("train_seconds_epochs") or m.get("train_seconds"),
                 "seconds_per_epoch": m.get("seconds_per_epoch"),
                 "epochs": m.get("epochs"),
                 "curves": m.get("curves"),
