@@ -295,3 +295,43 @@ def test_ddp_training_with_two_cpu_processes(tmp_path):
     log = (out / LOG_CSV).read_text().splitlines()
     steps = int(log[1].split(",")[log[0].split(",").index("steps")])
     assert steps == (192 // 32) // 2  # each rank takes every other batch
+
+
+def _fake_rows():
+    rng = np.random.default_rng(0)
+    rows = []
+    for v, base in (("djsrh-3", 0.80), ("djsrh-4", 0.81), ("djsrh", 0.85), ("djsrh-noeta", 0.86)):
+        for b in (16, 64):
+            for s in range(3):
+                rows.append(dict(method="djsrh", variant=v, dataset="mirflickr", bits=b, seed=s, i2t=base + rng.normal(0, 0.002),
+                                 t2i=base - (0.02 if v in ("djsrh-4", "djsrh") else 0) + rng.normal(0, 0.002), seconds=10.0,
+                                 train_seconds=400.0, seconds_per_epoch=5.0, epochs=80,
+                                 curves={"ranks": [1, 50], "i2t_precision": [0.9, 0.8], "t2i_precision": [0.85, 0.8]}, load_average=[2.0]))
+    return rows
+
+
+def test_ablation_table_and_paired_eta_effect():
+    from cmhash.cli.reproduce import ablation_report
+    from cmhash.methods import reproduction as R
+
+    rows = _fake_rows()
+    eff = R.paired_effect(rows, "mirflickr", "djsrh-4", "djsrh-3")
+    assert [e["bits"] for e in eff] == [16, 64]
+    assert eff[0]["t2i"][0] == pytest.approx(-0.01, abs=0.01) and len(eff[0]["t2i_per_seed"]) == 3
+    md = ablation_report(rows, "mirflickr", "djsrh", None)
+    assert "| DJSRH-3 |" in md and "| DJSRH-NOETA |" in md and "DJSRH − DJSRH-noeta" in md
+
+
+def test_results_doc_is_generated_from_runs(tmp_path):
+    from cmhash.methods.results_doc import write_results_doc
+
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    (ref / "independent_reference.md").write_text(
+        "## MIRFlickr, subset\n\n| method | 16 bits | 64 bits |\n|---|---|---|\n| CMFH (3 seeds) | .821 / .763 | .875 / .801 |\n"
+        "| DJSRH, 80 epochs (1 seed) | .784 / .787 | .858 / .822 |\n| DJSRH, 20 epochs (1 seed) | .734 / .744 | .825 / .797 |\n"
+    )
+    path = write_results_doc(_fake_rows(), tmp_path / "results.md", ref)
+    text = path.read_text()
+    assert "# DJSRH results" in text and "DJSRH, 80 epochs" in text and "cells reach it" in text
+    assert "beats independent reference CMFH" in text and "lower in 3 of 3 seeds" in text and "s/epoch" in text

@@ -124,10 +124,11 @@ def write_results_doc(rows: Sequence[dict[str, Any]], path: Path, ref_dir: Path 
     curves = R.curves_markdown(rows, "mirflickr")
     if curves:
         parts.append("Precision@top-R (mean over seeds; `cmhash reproduce` also plots these as `runs/mirflickr/curves_djsrh.png`):\n\n" + curves)
-    parts.append("## 2. Wiki (official features and split)\n")
-    parts.append(R.table1_markdown(rows, "wiki", "djsrh", ref_dir))
-    if wiki_text:
-        parts.append(wiki_text + "\n")
+    if R.group(rows, dataset="wiki", method="djsrh"):
+        parts.append("## 2. Wiki (official features and split)\n")
+        parts.append(R.table1_markdown(rows, "wiki", "djsrh", ref_dir))
+        if wiki_text:
+            parts.append(wiki_text + "\n")
     abl = [r for r in rows if r["dataset"] == "mirflickr" and r["method"] == "djsrh"]
     if any(r["variant"] != "djsrh" for r in abl):
         parts.append("## 3. Ablation on MIRFlickr (paper Table 2 variants)\n")
