@@ -335,3 +335,17 @@ def test_results_doc_is_generated_from_runs(tmp_path):
     text = path.read_text()
     assert "# DJSRH results" in text and "DJSRH, 80 epochs" in text and "cells reach it" in text
     assert "beats independent reference CMFH" in text and "lower in 3 of 3 seeds" in text and "s/epoch" in text
+
+
+def test_cli_train_smoke_on_the_synthetic_source(tmp_path):
+    from cmhash.data import SOURCES
+
+    if "synthetic" not in SOURCES.names():
+        pytest.skip("the synthetic source is not installed in this checkout")
+    out = tmp_path / "syn"
+    args = ["train", "djsrh", "--dataset", "synthetic", "-o", "n=700", "-o", "image_dim=64", "-o", "vocab_size=120", "--bits", "16"]
+    args += ["--epochs", "2", "--set", "hidden=64", "--split", "random", "--split-param", "num_query=100", "--split-param", "num_train=400", "--out", str(out), "--no-progress", "--num-val", "50"]
+    assert cli(args) == 0
+    m = _metrics(out)
+    assert m["dataset"] == "synthetic" and m["i2t"]["map@50"] > 0 and m["hparams"]["lr_image"] == 0.02  # synthetic preset
+    assert load_checkpoint(out).meta["dataset"]["source_options"] == {"n": 700, "image_dim": 64, "vocab_size": 120}

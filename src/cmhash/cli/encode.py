@@ -56,7 +56,8 @@ def run(args) -> int:
         raise CmhashError(f"{ckpt.path}: the checkpoint does not name its dataset; pass --dataset and --data-root")
     if name != "synthetic" and not root:
         raise CmhashError(f"pass --data-root for dataset '{name}'")
-    ds = load_dataset(name, root)
+    options = (dsrec.get("source_options") or {}) if name == dsrec.get("name") else {}
+    ds = load_dataset(name, root, **options)
     features = args.features or dsrec.get("features_file")
     spec = getattr(ckpt.method, "spec", None)
     if features and (spec is None or spec.image_mode == "features"):

@@ -36,6 +36,7 @@ def register(sub) -> None:
     p.add_argument("--dataset", required=True, help="data source name (wiki, mirflickr, nuswide, synthetic, ...); also picks the preset")
     p.add_argument("--data-root", help="folder of the dataset (not needed for synthetic)")
     p.add_argument("--features", help="precomputed image features: an .npz with image_features and ids, or a feature cache folder")
+    p.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", help="data source option (repeatable), e.g. -o n=600 for synthetic; see `cmhash data sources`")
     p.add_argument("--bits", default="64", help="code length, or a comma list (16,32,64,128) to train each")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, the initialisation and the batch order")
     p.add_argument("--out", required=True, help="output folder (metrics.json, checkpoint.pt, train_log.csv)")
@@ -43,6 +44,7 @@ def register(sub) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyper-parameter (repeatable), e.g. --set beta=0.8")
     p.add_argument("--epochs", type=int, help="number of epochs (default: preset)")
     p.add_argument("--split", help="split protocol (djsrh, djsrh-nuswide, official, random; default: preset)")
+    p.add_argument("--split-param", action="append", metavar="KEY=N", help="split protocol parameter (repeatable), e.g. --split-param num_query=1000")
     p.add_argument("--split-file", help="use a saved split (from `cmhash data split`) instead of computing one")
     p.add_argument("--image-mode", choices=["features", "backbone"], help="features: MLP head over frozen features; backbone: end-to-end CNN")
     p.add_argument("--backbone", choices=["efficientnet-lite0", "alexnet"], help="CNN of the backbone mode")
@@ -76,11 +78,14 @@ def load_data(args, run_settings: dict, hparams: dict):
     from cmhash.data import load_dataset
     from cmhash.data.splits import Split, make_split
     from cmhash.errors import CmhashError
-    from cmhash.methods.experiment import attach_features, default_features
+    from cmhash.methods.experiment import attach_features, default_features, parse_overrides
 
     if args.dataset != "synthetic" and not args.data_root:
         raise CmhashError(f"--data-root is required for dataset '{args.dataset}'")
-    ds = load_dataset(args.dataset, args.data_root)
+    options = parse_overrides(args.option)
+    ds = load_dataset(args.dataset, args.data_root, **options)
+    if options:
+        ds.meta["source_options"] = options
     features = args.features
     if features is None and ds.image_features is None and hparams.get("image_mode", "features") == "features":
         features = default_features(ds, run_settings.get("image_features"))
@@ -92,6 +97,7 @@ def load_data(args, run_settings: dict, hparams: dict):
     else:
         protocol = args.split or run_settings.get("split", "djsrh")
         params = dict(run_settings.get("split_params") or {})
+        params.update(parse_overrides(args.split_param))
         split = make_split(ds, protocol, seed=args.seed, **params)
     return ds, split
 

@@ -260,7 +260,7 @@ def make_validator(ds, val_query: np.ndarray, val_db: np.ndarray):
 # ---------------------------------------------------------------------------- the run
 def dataset_record(ds) -> dict[str, Any]:
     rec = {"name": ds.name, "pairs": len(ds)}
-    for key in ("source", "root", "image_features", "text_features", "features_file"):
+    for key in ("source", "root", "image_features", "text_features", "features_file", "source_options"):
         if key in ds.meta:
             rec[key] = ds.meta[key]
     if ds.image_features is not None:
