@@ -349,3 +349,18 @@ def test_cli_train_smoke_on_the_synthetic_source(tmp_path):
     m = _metrics(out)
     assert m["dataset"] == "synthetic" and m["i2t"]["map@50"] > 0 and m["hparams"]["lr_image"] == 0.02  # synthetic preset
     assert load_checkpoint(out).meta["dataset"]["source_options"] == {"n": 700, "image_dim": 64, "vocab_size": 120}
+
+
+def test_fit_accepts_a_whole_preset_a_seed_threads_and_a_progress_callback(tmp_path):
+    from cmhash.presets import load_preset
+
+    ds = tiny()
+    calls = []
+    preset = load_preset("djsrh", "wiki")  # includes run settings (split, eval_every, ...) and its source
+    m = create_method("djsrh", 8, seed=3, **{**preset, "epochs": 2, "hidden": 16})
+    assert "split" not in m.hparams and m.seed == 3
+    m.fit(ds, progress=lambda step, total, loss: calls.append((step, total, loss)), threads=1, run_dir=str(tmp_path))
+    assert calls[-1][0] == calls[-1][1] == 2 * (len(ds) // 32) and all(np.isfinite(c[2]) for c in calls)
+    same = create_method("djsrh", 8, seed=3, **{**preset, "epochs": 2, "hidden": 16}).fit(ds, progress=False)
+    assert _same_weights(m, same)
+    assert read_payload(tmp_path / "checkpoint.pt")["train_config"]["progress"] is True

@@ -72,7 +72,11 @@ class DeepHashMethod(HashMethod):
     deep: ClassVar[bool] = True
     DEFAULTS: ClassVar[dict[str, Any]] = {}
 
-    def __init__(self, bits: int, **hparams: Any):
+    def __init__(self, bits: int, seed: int | None = None, **hparams: Any):
+        from cmhash.methods.experiment import RUN_KEYS
+
+        # a whole preset section may be passed: its run settings (split, eval_every, ...) are not hyper-parameters
+        hparams = {k: v for k, v in hparams.items() if k not in RUN_KEYS and k != "source" and not k.startswith("_")}
         unknown = set(hparams) - set(self.DEFAULTS)
         if unknown:
             raise CmhashError(
@@ -87,6 +91,7 @@ class DeepHashMethod(HashMethod):
         self.device = "cpu"
         self.history: list[dict[str, Any]] = []
         self.train_info: dict[str, Any] = {}
+        self.seed = seed  # default seed of fit() (network initialisation and batch order)
 
     # ---------------------------------------------------------------- to implement
     def build(self, spec: InputSpec, for_training: bool = True) -> None:
@@ -153,16 +158,46 @@ class DeepHashMethod(HashMethod):
         self.nets.train(mode)
 
     # ---------------------------------------------------------------- fit / encode
-    def fit(self, train, *, val=None, config=None, meta: dict[str, Any] | None = None, spec: InputSpec | None = None, **options: Any):
-        """Train on a :class:`PairedDataset` with the shared trainer; see :class:`TrainConfig` for options."""
+    def fit(
+        self,
+        train,
+        *,
+        val=None,
+        config=None,
+        meta: dict[str, Any] | None = None,
+        spec: InputSpec | None = None,
+        progress=True,
+        threads: int | None = None,
+        **options: Any,
+    ):
+        """Train on a :class:`PairedDataset` with the shared trainer.
+
+        ``config`` is a :class:`~cmhash.methods.trainer.TrainConfig`; without it one is made from the
+        hyper-parameters (epochs, batch_size), ``self.seed`` and ``options`` (any TrainConfig field).
+        ``progress``: True (tqdm bar), False, or a callable ``(step, total_steps, mean_loss)``.
+        ``threads`` sets torch's CPU threads for the duration of the call. ``val(method) -> dict``
+        is called at evaluation epochs.
+        """
+        import torch
+
         from cmhash.methods.trainer import TrainConfig, Trainer
 
         if config is None:
-            config = TrainConfig(epochs=int(self.hparams.get("epochs", 1)), batch_size=int(self.hparams.get("batch_size", 32)), **options)
+            options.setdefault("seed", 0 if self.seed is None else int(self.seed))
+            config = TrainConfig(
+                epochs=int(self.hparams.get("epochs", 1)), batch_size=int(self.hparams.get("batch_size", 32)), progress=progress, **options
+            )
         elif options:
             raise CmhashError(f"fit: pass either config or options, not both ({', '.join(options)})")
         spec = spec or self.input_spec_for(train)
-        Trainer(self, train, config, spec=spec, validator=val, meta=meta).fit()
+        old_threads = torch.get_num_threads()
+        if threads:
+            torch.set_num_threads(int(threads))
+        try:
+            Trainer(self, train, config, spec=spec, validator=val, meta=meta).fit()
+        finally:
+            if threads:
+                torch.set_num_threads(old_threads)
         return self
 
     def input_spec_for(self, data) -> InputSpec:
@@ -260,7 +295,7 @@ class DeepHashMethod(HashMethod):
 
     @classmethod
     def from_state(cls, state: dict[str, Any], for_training: bool = False) -> "DeepHashMethod":
-        method = cls(bits=state["bits"], **state["hparams"])
+        method = cls(state["bits"], **state["hparams"])
         spec = InputSpec.from_dict(state["spec"])
         method.setup(spec, for_training=for_training)
         for k, sd in state["nets"].items():

@@ -55,7 +55,7 @@ class TrainConfig:
     resume: bool = False
     eval_every: int = 0  # validation every N epochs (0: only after the last epoch)
     select: str = "last"  # "last" (report the final epoch) | "best-val" (best validation mAP)
-    progress: bool = True
+    progress: Any = True  # True: tqdm bar; False: none; callable(step, total_steps, mean_loss)
     tensorboard: bool = True  # used when the tensorboard package is installed
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     num_workers: int = 0  # image loader workers (backbone mode)
@@ -254,7 +254,7 @@ class Trainer:
             "epochs": int(self.config.epochs),
             "finished": finished,
             "history": self.history,
-            "train_config": asdict(self.config),
+            "train_config": {k: (bool(v) if k == "progress" else v) for k, v in asdict(self.config).items()},
         }
         if not finished:
             payload["optimizers"] = {k: o.state_dict() for k, o in self.optimizers.items()}
@@ -390,7 +390,11 @@ class Trainer:
         batches = epoch_batches(n, int(cfg.batch_size), int(cfg.seed), epoch, dist.rank, dist.world_size)
         steps = batches.shape[0]
         bar = None
-        if cfg.progress and dist.is_main:
+        callback = cfg.progress if callable(cfg.progress) and dist.is_main else None
+        if callback is not None:
+            done_before = (epoch - 1) * steps
+            total = int(cfg.epochs) * steps
+        elif cfg.progress and dist.is_main:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=steps, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, dynamic_ncols=True, mininterval=0.5)
@@ -412,6 +416,8 @@ class Trainer:
                 bar.update(1)
                 if step % 20 == 0 or step == steps:
                     bar.set_postfix(loss=f"{float(loss_sum) / step:.4f}")
+            elif callback is not None and (step % 10 == 0 or step == steps):
+                callback(done_before + step, total, float(loss_sum) / step)
             if not torch.isfinite(loss):
                 raise CmhashError(
                     f"{method.name}: the loss became {float(loss)} at epoch {epoch}, step {step}; "
