@@ -364,3 +364,10 @@ def test_fit_accepts_a_whole_preset_a_seed_threads_and_a_progress_callback(tmp_p
     same = create_method("djsrh", 8, seed=3, **{**preset, "epochs": 2, "hidden": 16}).fit(ds, progress=False)
     assert _same_weights(m, same)
     assert read_payload(tmp_path / "checkpoint.pt")["train_config"]["progress"] is True
+
+
+def test_a_non_finite_loss_stops_training_with_advice():
+    ds = tiny()
+    ds.image_features[:, 0] = np.nan  # bypasses the dataset's own check on purpose
+    with pytest.raises(CmhashError, match="loss became nan.*learning rates"):
+        _fit(ds, _cfg(None, epochs=1))

@@ -324,9 +324,7 @@ class Trainer:
             self._wrap_ddp(device)
         method.train_info = {"device": str(device), "world_size": dist.world_size}
         method.history = self.history
-        if self.start_epoch > cfg.epochs:
-            if resume_payload is not None and resume_payload.get("finished") and cfg.select == "best-val":
-                pass  # the finished checkpoint already holds the selected weights
+        if self.start_epoch > cfg.epochs:  # finished: the checkpoint holds the final (or selected) weights
             return self.history
 
         log = EpochLog(self.run_dir if dist.is_main else None, cfg.tensorboard)
@@ -399,7 +397,8 @@ class Trainer:
 
             bar = tqdm(total=steps, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, dynamic_ncols=True, mininterval=0.5)
         opts = list(self.optimizers.values())
-        loss_sum = torch.zeros((), dtype=torch.float64)
+        # running sums stay on the device: no host synchronisation per step on GPUs
+        loss_sum = torch.zeros((), dtype=torch.float64, device=source.device)
         term_sums: dict[str, torch.Tensor] = {}
         t0 = time.perf_counter()
         for step, batch in enumerate(source.epoch(batches, epoch), 1):
@@ -409,20 +408,23 @@ class Trainer:
             loss.backward()
             for opt in opts:
                 opt.step()
-            loss_sum += loss.detach().double().cpu()
+            loss_sum += loss.detach()
             for k, v in terms.items():
-                term_sums[k] = term_sums.get(k, 0.0) + v.double().cpu()
+                term_sums[k] = term_sums[k] + v if k in term_sums else v.double()
+            report = step % 20 == 0 or step == steps
+            if report:
+                mean = float(loss_sum) / step
+                if not math.isfinite(mean):
+                    raise CmhashError(
+                        f"{method.name}: the loss became {mean} in epoch {epoch} (by step {step}); "
+                        "lower the learning rates (lr_image/lr_text) or check the input features for extreme values"
+                    )
             if bar is not None:
                 bar.update(1)
-                if step % 20 == 0 or step == steps:
-                    bar.set_postfix(loss=f"{float(loss_sum) / step:.4f}")
+                if report:
+                    bar.set_postfix(loss=f"{mean:.4f}")
             elif callback is not None and (step % 10 == 0 or step == steps):
                 callback(done_before + step, total, float(loss_sum) / step)
-            if not torch.isfinite(loss):
-                raise CmhashError(
-                    f"{method.name}: the loss became {float(loss)} at epoch {epoch}, step {step}; "
-                    "lower the learning rates (lr_image/lr_text) or check the input features for extreme values"
-                )
         seconds = time.perf_counter() - t0
         if bar is not None:
             bar.close()
