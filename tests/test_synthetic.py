@@ -91,6 +91,13 @@ def test_deterministic_for_a_seed():
     assert not np.array_equal(a.image_features, c.image_features)
 
 
+def test_values_do_not_depend_on_the_generation_block(monkeypatch):
+    whole = load_dataset("synthetic", n=300, image_dim=64, seed=4)
+    monkeypatch.setattr(synthetic, "IMAGE_BLOCK_VALUES", 7 * 64)
+    blocked = load_dataset("synthetic", n=300, image_dim=64, seed=4)
+    np.testing.assert_array_equal(whole.image_features, blocked.image_features)
+
+
 def test_signal_changes_features_not_labels():
     weak = load_dataset("synthetic", n=800, seed=1, signal=0.0)
     strong = load_dataset("synthetic", n=800, seed=1, signal=1.0)

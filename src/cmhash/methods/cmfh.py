@@ -35,8 +35,9 @@ times the correct ``P_t`` (methods-spec 7.3, "Bug"): codes are scale invariant, 
 ``P_t`` nearly switches off the ``mu X_t P_t`` term of the next V-update. It is offered only to
 compare with numbers produced by that code; the objective then need not decrease.
 
-Memory: features stay in their float32 arrays; centring and the float64 products are done in row
-blocks, so the extra memory is the d x d Gram matrix per modality (128 MiB at d = 4096) plus
+Memory: the features stay in their float32 arrays. A centred float64 copy is kept only while it
+fits in ``CACHE_BYTES`` (256 MiB); larger inputs are centred in row blocks on every product, so
+the extra memory is then the d x d Gram matrix per modality (128 MiB at d = 4096), one block and
 O(n * bits), whatever n is.
 """
 

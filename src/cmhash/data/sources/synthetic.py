@@ -53,6 +53,8 @@ LABELS_PER_PAIR_P = np.array([0.15, 0.25, 0.27, 0.20, 0.13])
 TAGS_PER_CLASS = 12
 TAGS_PER_SCENE = 10
 NUISANCE_RANK = 16
+#: Image features are generated in row blocks of about this many values (32 MiB of float64).
+IMAGE_BLOCK_VALUES = 2**22
 
 
 def _check(opts: dict[str, Any]) -> None:
@@ -103,7 +105,7 @@ def generate(**options: Any) -> PairedDataset:
     T = max(3, L // 3)  # latent scenes
     # Independent streams: the structure, the labels, the images and the tags never share draws,
     # so e.g. changing `signal` or `image_dim` leaves the labels untouched.
-    rs, rl, ri, rt = (np.random.default_rng([seed, k]) for k in (1, 2, 3, 4))
+    rs, rl, r_nuisance, rt, r_noise = (np.random.default_rng([seed, k]) for k in (1, 2, 3, 4, 5))
 
     # ---- structure: class popularity, scenes, prototypes, tag lists ------------------------
     popularity = _zipf(L, 1.2, shift=0.5)[rs.permutation(L)]
@@ -132,10 +134,15 @@ def generate(**options: Any) -> PairedDataset:
     class_weight = 0.6 + 0.8 * rl.random((n, L))
 
     # ---- image features --------------------------------------------------------------------
-    content = ((labels * class_weight) @ class_protos) / np.sqrt(m)[:, None] + 0.7 * scene_protos[scene]
-    nuisance = ri.standard_normal((n, NUISANCE_RANK)) @ nuisance_basis * 1.2
-    noise = ri.standard_normal((n, d))
-    image = np.maximum(strength * 1.5 * content + nuisance + noise - offset, 0.0).astype(np.float32)
+    # in row blocks (sequential draws from each stream, so the values do not depend on the block size)
+    image = np.empty((n, d), dtype=np.float32)
+    rows_per_block = max(1, IMAGE_BLOCK_VALUES // d)
+    for s in range(0, n, rows_per_block):
+        b = slice(s, min(n, s + rows_per_block))
+        content = ((labels[b] * class_weight[b]) @ class_protos) / np.sqrt(m[b])[:, None] + 0.7 * scene_protos[scene[b]]
+        nuisance = r_nuisance.standard_normal((b.stop - b.start, NUISANCE_RANK)) @ nuisance_basis * 1.2
+        noise = r_noise.standard_normal((b.stop - b.start, d))
+        image[b] = np.maximum(strength * 1.5 * content + nuisance + noise - offset, 0.0)
 
     # ---- tags --------------------------------------------------------------------------------
     k = np.minimum(1 + rt.poisson(opts["tags_per_pair"] - 1.0, size=n), 30)
