@@ -99,6 +99,18 @@ def test_method_preference_picks_the_first_registered(monkeypatch):
     assert demo.method_preset("cmfh")["_source"]
 
 
+def test_methods_missing_a_package_are_skipped(monkeypatch):
+    class NeedsAbsent(_Fake):
+        requires = ("cmhash_no_such_package_xyz",)
+
+    METHODS.names()
+    monkeypatch.setitem(METHODS._entries, "demo-absent", NeedsAbsent)
+    monkeypatch.setattr(demo, "METHOD_PREFERENCE", ("demo-absent", "cmfh"))
+    notes = []
+    assert demo.pick_method("auto", log=notes.append) == "cmfh"
+    assert "cmhash_no_such_package_xyz" in notes[0]
+
+
 def test_default_choice_follows_the_registry():
     expected = next(name for name in demo.METHOD_PREFERENCE if name in METHODS)
     assert demo.pick_method("auto") == expected

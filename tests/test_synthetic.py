@@ -147,11 +147,20 @@ def test_map_rises_with_signal():
         ({"vocab_size": 5}, "vocab_size"),
         ({"colour": "red"}, "unknown option"),
         ({"noisy_pairs": -0.1}, "noisy_pairs"),
+        ({"n": 10.5}, "integer"),
+        ({"signal": "strong"}, "number"),
     ],
 )
 def test_bad_options_raise_clear_errors(options, message):
     with pytest.raises(DataError, match=message):
         load_dataset("synthetic", **options)
+
+
+def test_numbers_given_as_strings_are_accepted():
+    a = load_dataset("synthetic", n="300", signal="0.7", seed="2")
+    b = load_dataset("synthetic", n=300, signal=0.7, seed=2)
+    np.testing.assert_array_equal(a.image_features, b.image_features)
+    assert a.meta["params"]["n"] == 300 and a.meta["params"]["signal"] == 0.7
 
 
 def test_small_label_counts_and_sizes_work():

@@ -39,7 +39,7 @@ FULL_PROTOCOL_N = 8000
 RESULTS_FORMAT = "cmhash-demo-results"
 
 DESCRIPTION = """\
-Train and evaluate cross-modal hashing end to end on a built-in SYNTHETIC benchmark, in about a
+Train and evaluate cross-modal hashing end to end on a built-in SYNTHETIC benchmark, in under a
 minute on a laptop CPU, with no download and no server.
 
 What it does:
@@ -61,7 +61,7 @@ The numbers describe synthetic data only; see docs/demo.md. For real data use `c
 
 EPILOG = """\
 examples:
-  cmhash demo                                   default run (about a minute)
+  cmhash demo                                   default run (under a minute on 2 cores)
   cmhash demo --bits 16 32 64 128 --out runs/demo-all-bits
   cmhash demo --signal 0                        no signal: every method scores like random codes
   cmhash demo --signal 1 --method cmfh          strong signal, force CMFH
@@ -84,7 +84,7 @@ def register(sub) -> None:
 # ---------------------------------------------------------------------------- pieces
 def pick_method(requested: str = "auto", log: Callable[[str], None] = print) -> str:
     """The method to train: ``requested`` if given, else the first available of METHOD_PREFERENCE."""
-    from cmhash.errors import CmhashError, MissingDependencyError
+    from cmhash.errors import CmhashError
     from cmhash.methods import METHODS
 
     if requested and requested != "auto":
@@ -93,13 +93,22 @@ def pick_method(requested: str = "auto", log: Callable[[str], None] = print) -> 
     for name in METHOD_PREFERENCE:
         if name not in METHODS:
             continue
-        try:
-            _method_class(name)
-        except MissingDependencyError as exc:
-            log(f"  ({name} is registered but unavailable: {exc}; trying the next method)")
+        missing = _missing_dependency(_method_class(name))
+        if missing:
+            log(f"  ({name} is registered but needs the package '{missing}', which is not installed; trying the next method)")
             continue
         return name
     raise CmhashError(f"no demo method is available (looked for {', '.join(METHOD_PREFERENCE)}; registered: {', '.join(METHODS.names()) or 'none'})")
+
+
+def _missing_dependency(cls) -> str | None:
+    """The first package a method needs that is not installed (deep methods need torch)."""
+    import importlib.util
+
+    for package in getattr(cls, "requires", ("torch",) if getattr(cls, "deep", False) else ()):
+        if importlib.util.find_spec(package) is None:
+            return package
+    return None
 
 
 def _method_class(name: str):

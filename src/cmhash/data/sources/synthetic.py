@@ -4,9 +4,9 @@ Nothing here is real data. It exists so that ``cmhash demo``, the tests and firs
 in seconds with no download, on data that behaves like the real thing in the ways that matter for
 cross-modal hashing:
 
-* **labels**: ``num_labels`` (24) multi-label classes with skewed frequencies (a few classes in
-  30-45 % of the pairs, most in 2-10 %) and co-occurrence: every pair belongs to a latent *scene*
-  whose classes go together; each pair has 1 to 5 classes.
+* **labels**: ``num_labels`` (24) multi-label classes with skewed frequencies (from about 2 % to
+  40 % of the pairs, like MIRFlickr's 1 % to 40 %) and co-occurrence: every pair belongs to a
+  latent *scene* whose classes go together; each pair has 1 to 5 classes (mean 2.9).
 * **image side**: ``image_dim`` (512) non-negative, sparse-ish features like pooled CNN
   activations: ``ReLU(signal * content + nuisance + noise - offset)``, where *content* mixes
   sparse non-negative prototypes of the pair's classes and scene, and *nuisance* is strong
@@ -19,7 +19,9 @@ cross-modal hashing:
 
 ``signal`` in [0, 1] sets the strength of the cross-modal signal: 0 gives features and tags that
 are independent of the classes and of each other (any method scores like random codes), 1 gives
-strong class structure in both modalities. Everything is drawn from ``numpy.random.default_rng``
+strong class structure in both modalities. The class content of the image features is scaled by
+``sqrt(signal)`` and ``0.9 * sqrt(signal)`` of the tags come from the classes and scenes, which
+makes mAP rise evenly over the range (table in docs/demo.md; default 0.5). Everything is drawn from ``numpy.random.default_rng``
 streams derived from ``seed``; the classes, the latent structure and the noise do not depend on
 ``signal``, so datasets that differ only in ``signal`` have identical labels (and splits).
 """
@@ -57,24 +59,46 @@ NUISANCE_RANK = 16
 IMAGE_BLOCK_VALUES = 2**22
 
 
+INT_OPTIONS = ("n", "num_labels", "image_dim", "vocab_size", "seed")
+FLOAT_OPTIONS = ("signal", "noisy_pairs", "tags_per_pair")
+
+
+def _coerce(opts: dict[str, Any]) -> dict[str, Any]:
+    """Accept numbers given as strings (e.g. from a command line); reject anything else by name."""
+    out = dict(opts)
+    for name in INT_OPTIONS + FLOAT_OPTIONS:
+        value = out[name]
+        try:
+            number = float(value)
+            if name in INT_OPTIONS:
+                if isinstance(value, bool) or number != int(number):
+                    raise ValueError
+                number = int(number)
+        except (TypeError, ValueError):
+            kind = "an integer" if name in INT_OPTIONS else "a number"
+            raise DataError(f"synthetic: option {name}={value!r} is invalid (must be {kind})") from None
+        out[name] = number
+    return out
+
+
 def _check(opts: dict[str, Any]) -> None:
     def bad(name: str, rule: str) -> DataError:
         return DataError(f"synthetic: option {name}={opts[name]!r} is invalid ({rule})")
 
     for name in ("n", "num_labels", "image_dim", "vocab_size"):
-        if not isinstance(opts[name], (int, np.integer)) or opts[name] < 1:
+        if opts[name] < 1:
             raise bad(name, "must be a positive integer")
     if opts["n"] < 2:
         raise bad("n", "need at least 2 pairs")
     if opts["vocab_size"] < 2 * TAGS_PER_CLASS:
         raise bad("vocab_size", f"need at least {2 * TAGS_PER_CLASS} tags")
-    if not 0.0 <= float(opts["signal"]) <= 1.0:
+    if not 0.0 <= opts["signal"] <= 1.0:
         raise bad("signal", "must lie in [0, 1]")
-    if not 0.0 <= float(opts["noisy_pairs"]) <= 1.0:
+    if not 0.0 <= opts["noisy_pairs"] <= 1.0:
         raise bad("noisy_pairs", "must lie in [0, 1]")
-    if not float(opts["tags_per_pair"]) >= 1.0:
+    if not opts["tags_per_pair"] >= 1.0:
         raise bad("tags_per_pair", "must be at least 1")
-    if opts["seed"] is None or int(opts["seed"]) < 0:
+    if opts["seed"] < 0:
         raise bad("seed", "must be a non-negative integer")
 
 
@@ -97,10 +121,10 @@ def generate(**options: Any) -> PairedDataset:
     unknown = set(options) - set(DEFAULTS)
     if unknown:
         raise DataError(f"synthetic: unknown option(s) {', '.join(sorted(unknown))} (known: {', '.join(DEFAULTS)})")
-    opts = {**DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
+    opts = _coerce({**DEFAULTS, **{k: v for k, v in options.items() if v is not None}})
     _check(opts)
-    n, L, d, V = int(opts["n"]), int(opts["num_labels"]), int(opts["image_dim"]), int(opts["vocab_size"])
-    signal, seed = float(opts["signal"]), int(opts["seed"])
+    n, L, d, V = opts["n"], opts["num_labels"], opts["image_dim"], opts["vocab_size"]
+    signal, seed = opts["signal"], opts["seed"]
     strength = np.sqrt(signal)  # makes the effect on mAP roughly even over [0, 1] (docs/demo.md)
     T = max(3, L // 3)  # latent scenes
     # Independent streams: the structure, the labels, the images and the tags never share draws,
