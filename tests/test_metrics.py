@@ -241,17 +241,37 @@ def test_stable_index_is_a_true_stable_order():
         assert dist[i].tolist() == [dists[j] for j in ranking[:300]]
 
 
-def test_histogram_selection_sub_batches_and_edge_cuts():
-    """The selection kernel alone, with a candidate budget of one row at a time."""
+def test_selection_kernel_sampled_exact_and_sub_batched():
+    """The stable top-k kernel alone: sampled cut-off, exact-histogram path, tiny batches."""
     rng = np.random.default_rng(7)
     dist = rng.integers(0, 5, (9, 400)).astype(np.uint8)
     dist[3] = 2  # a whole row at one distance
-    dist[4, :10] = 0  # cut exactly at the end of a distance bucket for k=10
+    dist[4, :10] = 0  # the cut falls exactly at the end of a distance bucket for k=10
     hist = np.stack([np.bincount(r, minlength=17) for r in dist])
     for k in (1, 10, 57, 399, 400):
         expected = np.argsort(dist, axis=1, kind="stable")[:, :k]
-        for budget in (1, 450, 10**9):
-            np.testing.assert_array_equal(M._stable_topk_from_hist(dist, hist, k, budget), expected)
+        for budget in (1, 48 * 400 * 3, 1e9):
+            np.testing.assert_array_equal(M._stable_topk(dist, k, 17, budget), expected)
+            np.testing.assert_array_equal(M._stable_topk(dist, k, 17, budget, hist), expected)
+
+
+def test_selection_kernel_when_the_sample_misleads(monkeypatch):
+    """Sampled columns close, the rest far: for large k the estimate is too low and rows fall back."""
+    nd = 50_000
+    step = max(1, nd // 4096)
+    dist = np.full((3, nd), 60, dtype=np.uint8)
+    dist[:, ::step] = 1  # the sample predicts ~nd items at distance <= 1; only ~4,200 exist
+    dist[1, ::step] = 30
+    dist[1, 7] = 0  # row 1 has one very close item off the sample
+    calls = []
+    real = M._topk_below
+    monkeypatch.setattr(M, "_topk_below", lambda *a: calls.append(len(a[0])) or real(*a))
+    for k, fallback in ((10, False), (5000, True)):
+        calls.clear()
+        expected = np.argsort(dist, axis=1, kind="stable")[:, :k]
+        np.testing.assert_array_equal(M._stable_topk(dist, k, 65, 1e8), expected)
+        assert (len(calls) == 2) == fallback  # second call = the exact-histogram fallback
+    assert M._stable_topk(dist, 10, 65, 1e8)[1, 0] == 7
 
 
 # --------------------------------------------------------------------------- precision@top-R

@@ -43,6 +43,11 @@ def to_bits(codes, what: str = "codes") -> np.ndarray:
     if codes.size == 0:
         return codes.astype(np.uint8)
     lo, hi = codes.min(), codes.max()
+    if codes.dtype.kind in "iu" and lo >= -1 and hi <= 1:  # integers: min/max nearly decide it
+        if lo >= 0:
+            return codes.astype(np.uint8)
+        if not (codes == 0).any():
+            return (codes > 0).astype(np.uint8)
     if lo >= 0 and hi <= 1 and np.isin(codes, (0, 1)).all():
         return codes.astype(np.uint8)
     if np.isin(codes, (-1, 1)).all():

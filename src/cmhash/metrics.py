@@ -47,22 +47,19 @@ import numpy as np
 from cmhash import codes as C
 from cmhash.errors import DataError
 
-DENOMINATORS = ("all_queries", "queries_with_relevant", "queries_with_hits")
-NORMALIZATIONS = ("hits_in_topk", "min_k_relevant")
-TIE_BREAKS = ("stable_index", "legacy_unstable")
-EMPTY_PRECISION = ("zero", "skip")
-# Other names used in the literature and in methods-spec.md, mapped to ours.
-_ALIASES = {
-    "valid_queries": "queries_with_relevant",
-    "numpy_default": "legacy_unstable",
-    "legacy": "legacy_unstable",
-    "stable": "stable_index",
-}
-DEFAULT_R_VALUES = (1, 100, 200, 500, 1000, 1500, 2000, 2500, 3000, 3500, 4000, 4500, 5000)
-DEFAULT_RECALL_KS = (1, 5, 10)
-DEFAULT_MEMORY_MB = 256
+from cmhash.eval_protocol import (  # noqa: F401  (re-exported: the option names live there)
+    ALIASES as _ALIASES,
+    DEFAULT_MEMORY_MB,
+    DEFAULT_R_VALUES,
+    DEFAULT_RECALL_KS,
+    DENOMINATORS,
+    EMPTY_PRECISION,
+    NORMALIZATIONS,
+    TASKS,
+    TIE_BREAKS,
+)
+
 METRICS = ("map", "map_all", "precision_radius", "pr_curve", "precision_top_r", "recall")
-TASKS = {"i2t": ("image", "text"), "t2i": ("text", "image"), "i2i": ("image", "image"), "t2t": ("text", "text")}
 
 MAP_DEFINITION = (
     "AP@K = mean over the relevant items inside the top K of (hits so far / rank); "
@@ -173,7 +170,11 @@ class _LabelRelevance:
         self.d = C.as_words(np.packbits(dl, axis=1))
         self._d_cols = [np.ascontiguousarray(self.d[:, w]) for w in range(self.d.shape[1])]
         # Relevant-item counts per query need only the distinct label sets of the database.
-        self._patterns, self._pattern_counts = np.unique(self.d, axis=0, return_counts=True)
+        if self.d.shape[1] == 1:
+            pats, self._pattern_counts = np.unique(self.d[:, 0], return_counts=True)
+            self._patterns = pats[:, None]
+        else:
+            self._patterns, self._pattern_counts = np.unique(self.d, axis=0, return_counts=True)
         self.pair_bytes = 8 * self.d.shape[1] + 1  # gathered label words + result, per (query, item)
 
     def pairs(self, rows: slice, idx: np.ndarray) -> np.ndarray:
@@ -182,6 +183,13 @@ class _LabelRelevance:
         out = np.zeros(idx.shape, dtype=bool)
         for w in range(q.shape[1]):
             out |= (self._d_cols[w][idx] & q[:, w, None]) != 0
+        return out
+
+    def pairs_flat(self, q_idx: np.ndarray, d_idx: np.ndarray) -> np.ndarray:
+        """Relevance of the pairs (q_idx[i], d_idx[i]): 1-D bool."""
+        out = np.zeros(len(q_idx), dtype=bool)
+        for w in range(self.q.shape[1]):
+            out |= (self._d_cols[w][d_idx] & self.q[q_idx, w]) != 0
         return out
 
     def block(self, rows: slice) -> np.ndarray:
@@ -202,10 +210,15 @@ class _LabelRelevance:
     def counts(self, rows: slice) -> np.ndarray:
         """Number of relevant database items per query, from the distinct database label sets."""
         q = self.q[rows]
-        hit = np.zeros((q.shape[0], len(self._patterns)), dtype=bool)
-        for w in range(q.shape[1]):
-            hit |= (q[:, w, None] & self._patterns[None, :, w]) != 0
-        return hit.astype(np.int64) @ self._pattern_counts
+        total = np.zeros(q.shape[0], dtype=np.int64)
+        step = 4096  # label sets per block: bounds the (queries x label sets) scratch
+        for s in range(0, len(self._patterns), step):
+            pats = self._patterns[s : s + step]
+            hit = np.zeros((q.shape[0], len(pats)), dtype=bool)
+            for w in range(q.shape[1]):
+                hit |= (q[:, w, None] & pats[None, :, w]) != 0
+            total += hit.astype(np.int64) @ self._pattern_counts[s : s + step]
+        return total
 
 
 class _GroupRelevance:
@@ -232,6 +245,9 @@ class _GroupRelevance:
     def pairs(self, rows: slice, idx: np.ndarray) -> np.ndarray:
         return self.d[idx] == self.q[rows, None]
 
+    def pairs_flat(self, q_idx: np.ndarray, d_idx: np.ndarray) -> np.ndarray:
+        return self.d[d_idx] == self.q[q_idx]
+
     def block(self, rows: slice) -> np.ndarray:
         return self.d[None, :] == self.q[rows, None]
 
@@ -240,42 +256,85 @@ class _GroupRelevance:
 
 
 # --------------------------------------------------------------------------- ranking
-def _stable_topk_from_hist(dist: np.ndarray, hist: np.ndarray, k: int, max_candidates: int) -> np.ndarray:
-    """First k items per row ordered by (distance, index), without sorting the database.
+def _select_candidates(r: np.ndarray, c: np.ndarray, dd: np.ndarray, n_rows: int, k: int, nb: int) -> np.ndarray:
+    """First k candidates per row by (distance, index): (n_rows, k) database indices.
 
-    Per row: the cut-off distance d* is the smallest distance whose cumulative count reaches k;
-    every item closer than d* is in, plus the first (by index) items at exactly d*. Rows are
-    processed in sub-batches so the candidate lists (all items at distance <= d*) stay bounded.
+    ``r, c, dd`` list, in row-major order (row, then index ascending), every item of each row
+    whose distance is <= some threshold; each row has at least k of them. A histogram of the
+    candidates gives the cut-off distance d*: all candidates closer than d* are in, plus the
+    first (by index) candidates at exactly d*. Only the k chosen ones are sorted.
     """
-    nq, nd = dist.shape
-    nb = hist.shape[1]
-    ar = np.arange(nq)
+    hist = np.bincount(r * nb + dd, minlength=n_rows * nb).reshape(n_rows, nb)
+    ar = np.arange(n_rows)
     cum = np.cumsum(hist, axis=1)
     cut = np.argmax(cum >= k, axis=1)
-    n_cand = cum[ar, cut]
-    need = k - (n_cand - hist[ar, cut])  # items taken from the cut-off distance
-    out = np.empty((nq, k), dtype=np.int64)
-    s = 0
-    while s < nq:
-        e, total = s, 0
-        while e < nq and (e == s or total + n_cand[e] <= max_candidates):
-            total += int(n_cand[e])
-            e += 1
+    need = k - (cum[ar, cut] - hist[ar, cut])  # how many to take at the cut-off distance
+    cut_r = cut[r]
+    at_cut = dd == cut_r
+    cs = np.cumsum(at_cut)
+    starts = np.concatenate([[0], np.cumsum(cum[:, -1])[:-1]])
+    before = cs[starts] - at_cut[starts]  # at-cut entries before each row's first entry
+    keep = (dd < cut_r) | (at_cut & ((cs - before[r] - 1) < need[r]))
+    r, c, dd = r[keep], c[keep], dd[keep]
+    order = np.argsort(r * nb + dd, kind="stable")  # entries are already in index order
+    return c[order].reshape(n_rows, k)
+
+
+def _topk_below(dist: np.ndarray, thr: np.ndarray, k: int, nb: int, out: np.ndarray, rows_per_batch: int) -> np.ndarray:
+    """Top k of each row among the items with distance <= thr[row]; returns the rows with fewer than k.
+
+    Rows are processed ``rows_per_batch`` at a time so that even the worst case (every item a
+    candidate) stays within the memory budget.
+    """
+    nq, nd = dist.shape
+    short_rows = []
+    for s in range(0, nq, rows_per_batch):
+        e = min(s + rows_per_batch, nq)
         sub = dist[s:e]
-        cut_s = cut[s:e].astype(dist.dtype)
-        flat = np.flatnonzero(sub <= cut_s[:, None])  # row-major: rows, then index ascending
+        flat = np.flatnonzero(sub <= thr[s:e, None].astype(dist.dtype))
         r, c = np.divmod(flat, nd)
         dd = sub.ravel()[flat]
-        at_cut = dd == cut_s[r]
-        # rank of each at-cut entry among the at-cut entries of its row (0-based)
-        cs = np.cumsum(at_cut)
-        starts = np.concatenate([[0], np.cumsum(n_cand[s:e])[:-1]])
-        before = cs[starts] - at_cut[starts]
-        keep = ~at_cut | ((cs - before[r] - 1) < need[s:e][r])
-        r, c, dd = r[keep], c[keep], dd[keep]
-        order = np.argsort(r * nb + dd, kind="stable")  # entries are already in index order
-        out[s:e] = c[order].reshape(e - s, k)
-        s = e
+        counts = np.bincount(r, minlength=e - s)
+        ok = counts >= k
+        if not ok.all():
+            short_rows.extend((np.flatnonzero(~ok) + s).tolist())
+            keep = ok[r]
+            r = (np.cumsum(ok) - 1)[r[keep]]
+            c, dd = c[keep], dd[keep]
+        if ok.any():
+            out[s + np.flatnonzero(ok)] = _select_candidates(r, c, dd, int(ok.sum()), k, nb)
+    return np.asarray(short_rows, dtype=np.int64)
+
+
+def _stable_topk(dist: np.ndarray, k: int, nb: int, budget_bytes: float, hist: np.ndarray | None = None) -> np.ndarray:
+    """First k items per row ordered by (distance, database index), without sorting the database.
+
+    A strided sample of about 4,096 columns estimates, per row, a distance t below which
+    comfortably more than k items lie; the items with distance <= t are the candidates. Rows where
+    the estimate falls short get their exact cut-off from a full histogram of distances. Either way
+    the result is exact; the sample only decides how much work the candidates take.
+    """
+    nq, nd = dist.shape
+    out = np.empty((nq, k), dtype=np.int64)
+    rows_per_batch = int(max(1, budget_bytes // (nd * 48)))
+    if hist is None:
+        step = max(1, nd // 4096)
+        sample = dist[:, ::step]
+        m = sample.shape[1]
+        want = int(np.ceil(2.0 * k * m / nd)) + 4
+        offsets = (np.arange(nq, dtype=np.int64) * nb)[:, None]
+        cum = np.cumsum(np.bincount((sample + offsets).ravel(), minlength=nq * nb).reshape(nq, nb), axis=1)
+        thr = np.where(cum[:, -1] >= want, np.argmax(cum >= want, axis=1), nb - 1)
+        short = _topk_below(dist, thr, k, nb, out, rows_per_batch)
+    else:
+        short = np.arange(nq)
+    if len(short):
+        h = hist[short] if hist is not None else np.stack([np.bincount(dist[i], minlength=nb) for i in short])
+        exact = np.argmax(np.cumsum(h, axis=1) >= k, axis=1)
+        sub_out = np.empty((len(short), k), dtype=np.int64)
+        left = _topk_below(dist[short], exact, k, nb, sub_out, rows_per_batch)
+        assert len(left) == 0  # the exact cut-off always leaves at least k candidates
+        out[short] = sub_out
     return out
 
 
@@ -327,7 +386,9 @@ class _Chunk:
         if self.ctx.tie_break == "legacy_unstable":
             # DJSRH: hamm = 0.5 * (bits - q.dot(db.T)) on float32 codes, then np.argsort(hamm).
             qf = self.ctx.q.pm1_float32()[self.rows]
-            hamm = 0.5 * (self.ctx.bits - qf @ self.ctx.d.pm1_float32().T)
+            hamm = qf @ self.ctx.d.pm1_float32().T  # float32, exact (integers)
+            np.subtract(self.ctx.bits, hamm, out=hamm)
+            hamm *= 0.5
             order = np.empty((self.n, nd), dtype=np.int64)
             for i in range(self.n):
                 order[i] = np.argsort(hamm[i])
@@ -335,7 +396,7 @@ class _Chunk:
         elif 4 * k_all >= nd:
             self._order = np.argsort(self.dist, axis=1, kind="stable")[:, :k_all]  # radix sort on uint8/16
         else:
-            self._order = _stable_topk_from_hist(self.dist, self.hist, k_all, max(int(self.ctx.budget // 48), nd))
+            self._order = _stable_topk(self.dist, k_all, self.ctx.nb, self.ctx.budget / 2, self._hist)
         return self._order[:, :k]
 
     def relevance(self, rel) -> np.ndarray:
@@ -351,13 +412,14 @@ def _chunk_rows(ctx: _Context, accs: Sequence["_Acc"], chunk_size: int | None) -
             raise DataError(f"chunk_size must be a positive integer; got {chunk_size!r}")
         return int(chunk_size)
     nd = ctx.d.n
-    per_pair = ctx.dist_dtype.itemsize + 1.0  # distances + the selection mask
+    # Half the budget for the arrays kept per chunk; the selection sub-batches use the other half.
+    per_pair = 2 * (ctx.dist_dtype.itemsize + 1.0)  # distances + the selection mask
     if ctx.tie_break == "legacy_unstable":
-        per_pair += 8 + 4 + 4  # full argsort + float32 Hamming vector + matmul result
+        per_pair += 2 * (8 + 4)  # full argsort + float32 Hamming vector
     kmax = max([a.k for a in accs if a.k] or [0])
     if ctx.tie_break == "stable_index" and 4 * kmax >= nd:
-        per_pair += 8  # full radix argsort
-    per_pair += sum(a.bytes_per_pair(nd) for a in accs)
+        per_pair += 2 * 8  # full radix argsort
+    per_pair += 2 * sum(a.bytes_per_pair(nd) for a in accs)
     return int(max(1, min(ctx.q.n, ctx.budget // (nd * per_pair))))
 
 
@@ -480,11 +542,16 @@ class _PrecisionTopRAcc(_Acc):
 
 
 class _RadiusAcc(_Acc):
-    """Counts per Hamming radius of retrieved and relevant-retrieved items (PR curve, P@radius)."""
+    """Counts per Hamming radius of retrieved and relevant-retrieved items (PR curve, P@radius).
 
-    def __init__(self, ctx: _Context, rel, denominator: str, empty_precision: str):
+    With ``full=False`` only one radius is needed: the items within it are found sparsely
+    (no histograms, no full relevance matrix), in row batches bounded by the memory budget.
+    """
+
+    def __init__(self, ctx: _Context, rel, denominator: str, empty_precision: str, radius: int, full: bool):
         self.ctx, self.rel = ctx, rel
         self.denominator, self.empty_precision = denominator, empty_precision
+        self.radius, self.full = radius, full
         nb = ctx.nb
         self.p_sum = np.zeros(nb)
         self.r_sum = np.zeros(nb)
@@ -494,15 +561,32 @@ class _RadiusAcc(_Acc):
         self.n_queries = 0
 
     def bytes_per_pair(self, nd: int) -> float:
-        return 1.0
+        return 1.0 if self.full else 0.0
 
-    def update(self, ch: _Chunk) -> None:
+    def _counts_full(self, ch: _Chunk) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         nb = self.ctx.nb
         rel = ch.relevance(self.rel)
         dist = ch.dist
         ret = np.cumsum(ch.hist, axis=1)
         good = np.cumsum(np.stack([np.bincount(dist[i][rel[i]], minlength=nb) for i in range(ch.n)]), axis=1)
-        n_rel = good[:, -1]
+        return ret, good, good[:, -1]
+
+    def _counts_one(self, ch: _Chunk) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        nb, r = self.ctx.nb, min(self.radius, self.ctx.bits)
+        dist, nd = ch.dist, self.ctx.d.n
+        ret = np.zeros((ch.n, nb), dtype=np.int64)
+        good = np.zeros((ch.n, nb), dtype=np.int64)
+        step = int(max(1, self.ctx.budget / 2 // (nd * 32)))
+        for s in range(0, ch.n, step):
+            e = min(s + step, ch.n)
+            rows, cols = np.divmod(np.flatnonzero(dist[s:e] <= r), nd)
+            ret[s:e, r] = np.bincount(rows, minlength=e - s)
+            hit = self.rel.pairs_flat(rows + ch.rows.start + s, cols)
+            good[s:e, r] = np.bincount(rows[hit], minlength=e - s)
+        return ret, good, self.rel.counts(ch.rows)
+
+    def update(self, ch: _Chunk) -> None:
+        ret, good, n_rel = self._counts_full(ch) if self.full else self._counts_one(ch)
         counted = n_rel > 0 if self.denominator == "queries_with_relevant" else np.ones(ch.n, dtype=bool)
         ret, good, n_rel = ret[counted], good[counted], n_rel[counted]
         nonempty = ret > 0
@@ -657,7 +741,7 @@ def evaluate(
     if "precision_radius" in metrics or "pr_curve" in metrics:
         if int(radius) < 0:
             raise DataError(f"radius must be >= 0; got {radius}")
-        accs["radius"] = _RadiusAcc(ctx, lrel, radius_denominator, empty_precision)
+        accs["radius"] = _RadiusAcc(ctx, lrel, radius_denominator, empty_precision, int(radius), full="pr_curve" in metrics)
     if "precision_top_r" in metrics:
         accs["precision_top_r"] = _PrecisionTopRAcc(ctx, lrel, _positive_ints("r_values", r_values), r_denominator)
     if "recall" in metrics:

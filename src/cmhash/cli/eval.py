@@ -67,7 +67,7 @@ def _positive_int(value: str) -> int:
 
 
 def register(sub) -> None:
-    from cmhash.metrics import (
+    from cmhash.eval_protocol import (
         DEFAULT_MEMORY_MB,
         DEFAULT_R_VALUES,
         DEFAULT_RECALL_KS,
@@ -140,7 +140,7 @@ def run(args) -> int:
         )
     if args.curves and not has_labels:
         raise DataError(f"{args.codes}: --curves needs labels (PR and precision@top-R are label metrics); this file has only groups")
-    from cmhash.metrics import TASKS
+    from cmhash.eval_protocol import TASKS
 
     for task in args.tasks:
         qmod, dmod = TASKS[task]
