@@ -274,6 +274,23 @@ def test_selection_kernel_when_the_sample_misleads(monkeypatch):
     assert M._stable_topk(dist, 10, 65, 1e8)[1, 0] == 7
 
 
+@pytest.mark.parametrize("bits", [16, 64])
+def test_sampled_selection_at_a_realistic_size(bits):
+    """20k-item database (the sampled cut-off is active): top-k and mAP against a full stable sort."""
+    qB, dB, qL, dL = make_data(20 + bits, nq=40, nd=20_000, bits=bits, n_labels=10, density=0.15)
+    dist = np.stack([(q[None, :] != dB).sum(1) for q in qB])
+    full = np.argsort(dist, axis=1, kind="stable")
+    for k in (1, 50, 1000, 5000):
+        idx, d = M.top_k(qB, dB, k, chunk_size=16)
+        np.testing.assert_array_equal(idx, full[:, :k])
+        np.testing.assert_array_equal(d, np.take_along_axis(dist, full[:, :k], 1))
+    rel = (qL.astype(int) @ dL.T.astype(int)) > 0
+    hits = np.take_along_axis(rel, full[:, :50], 1)
+    ranks = np.arange(1, 51)
+    ap = [(np.cumsum(h)[h] / ranks[h]).mean() if h.any() else 0.0 for h in hits]
+    assert M.mean_average_precision(qB, dB, qL, dL, 50) == pytest.approx(np.mean(ap), abs=1e-12)
+
+
 # --------------------------------------------------------------------------- precision@top-R
 def test_precision_at_top_r_matches_reference(data8):
     qB, dB, qL, dL = data8
@@ -367,7 +384,13 @@ def test_cross_modal_report_pair_identity_counts_each_image_once():
     assert [rep["t2i"][f"recall@{k}"] for k in (1, 5, 10)] == pytest.approx(list(expected_t2i))
     assert rep["i2t"]["n_queries"] == n_img and rep["t2i"]["n_queries"] == 5 * n_img
     assert rep["protocol"]["recall_protocol"]["db_images"] == n_img
-    assert "map@50" not in rep["i2t"]
+    assert rep["protocol"]["recall_protocol"]["db_groups_with_differing_image_codes"] == 0
+    assert rep["protocol"]["relevance"] == "same_group" and "map@50" not in rep["i2t"]
+    changed = img_rows.copy()
+    changed[7] *= -1  # a second row of group 1 with other codes: the first row is used, and it is counted
+    rep2 = M.cross_modal_report(changed, caps, changed, caps, query_groups=groups, db_groups=groups, recall_ks=(1,))
+    assert rep2["protocol"]["recall_protocol"]["query_groups_with_differing_image_codes"] == 1
+    assert rep2["i2t"]["recall@1"] == rep["i2t"]["recall@1"]
 
 
 # --------------------------------------------------------------------------- errors

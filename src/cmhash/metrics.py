@@ -25,8 +25,9 @@ Options (defaults reproduce DJSRH's ``calculate_top_map`` except for the tie ord
 
 Speed: Hamming distances are small integers, so they are computed by XOR + popcount on packed
 uint64 words (``cmhash.codes.hamming_from_words``), and the top K with the stable tie-break is
-selected per query from a histogram of distances (cut-off distance, then the first items by index
-at that distance) instead of sorting the database. Queries run in chunks sized to a memory budget.
+selected without sorting the database: a sampled estimate bounds the candidates, a histogram of
+the candidates gives the cut-off distance, and the first items by index at that distance fill the
+top K (exact; see ``_stable_topk``). Queries run in chunks sized to a memory budget.
 
 Public API (other code and scripts rely on these names):
 
@@ -46,7 +47,6 @@ import numpy as np
 
 from cmhash import codes as C
 from cmhash.errors import DataError
-
 from cmhash.eval_protocol import (  # noqa: F401  (re-exported: the option names live there)
     ALIASES as _ALIASES,
     DEFAULT_MEMORY_MB,
@@ -61,10 +61,12 @@ from cmhash.eval_protocol import (  # noqa: F401  (re-exported: the option names
 
 METRICS = ("map", "map_all", "precision_radius", "pr_curve", "precision_top_r", "recall")
 
-MAP_DEFINITION = (
-    "AP@K = mean over the relevant items inside the top K of (hits so far / rank); "
-    "mAP = mean of AP over the queries selected by `denominator`"
-)
+_MAP_DEFINITIONS = {
+    "hits_in_topk": "AP@K = (1/R_K) * sum over the R_K relevant items in the top K of (relevant items up to its rank / its rank); "
+    "AP = 0 when R_K = 0 (DJSRH calculate_top_map); mAP = mean of AP over the queries chosen by `denominator`",
+    "min_k_relevant": "AP@K = (1/min(K, R)) * sum over the relevant items in the top K of (relevant items up to its rank / its rank), "
+    "R = relevant items in the database; AP = 0 when R = 0; mAP = mean of AP over the queries chosen by `denominator`",
+}
 
 
 # --------------------------------------------------------------------------- options
@@ -498,7 +500,7 @@ class _MapAcc(_Acc):
                 effective_topk=self.k,
                 denominator=self.denominator,
                 normalize=self.normalize,
-                definition=MAP_DEFINITION,
+                definition=_MAP_DEFINITIONS[self.normalize],
             ),
         }
 
@@ -929,9 +931,13 @@ def top_k(
 
 
 # --------------------------------------------------------------------------- cross-modal report
-def _first_per_group(groups: np.ndarray) -> np.ndarray:
-    _, first = np.unique(np.asarray(groups), return_index=True)
-    return np.sort(first)
+def _one_row_per_group(codes, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Keep the first row of each group; also count groups whose rows have differing codes."""
+    codes = np.asarray(codes.detach().cpu().numpy() if hasattr(codes, "detach") else codes)
+    _, first, inv = np.unique(groups, return_index=True, return_inverse=True)
+    differing = np.any(codes != codes[first[inv]], axis=1)
+    keep = np.sort(first)
+    return codes[keep], groups[keep], int(len(np.unique(inv[differing])))
 
 
 def cross_modal_report(
@@ -1032,7 +1038,7 @@ def cross_modal_report(
             protocol.update(
                 bits=main["protocol"]["bits"],
                 relevance=main["protocol"]["relevance"],
-                definition=MAP_DEFINITION,
+                definition=_MAP_DEFINITIONS[normalize],
                 radius=int(radius),
                 radius_protocol={k: res["precision_radius"]["protocol"][k] for k in ("denominator", "empty_precision", "definition")},
             )
@@ -1045,13 +1051,11 @@ def cross_modal_report(
             qc, dc = sides["query"][qmod], sides["db"][dmod]
             qg, dg = np.asarray(query_groups), np.asarray(db_groups)
             if qmod == "image":
-                keep = _first_per_group(qg)
-                qc, qg = np.asarray(qc)[keep], qg[keep]
-                pair_images["query_images"] = len(keep)
+                qc, qg, n_diff = _one_row_per_group(qc, qg)
+                pair_images.update(query_images=len(qg), query_groups_with_differing_image_codes=n_diff)
             if dmod == "image":
-                keep = _first_per_group(dg)
-                dc, dg = np.asarray(dc)[keep], dg[keep]
-                pair_images["db_images"] = len(keep)
+                dc, dg, n_diff = _one_row_per_group(dc, dg)
+                pair_images.update(db_images=len(dg), db_groups_with_differing_image_codes=n_diff)
             res = evaluate(
                 qc, dc, query_groups=qg, db_groups=dg, metrics=("recall",), tie_break=tie_break,
                 recall_ks=recall_ks, memory_mb=memory_mb, chunk_size=chunk_size, progress=progress,
@@ -1059,7 +1063,7 @@ def cross_modal_report(
             )["recall"]
             for k, v in zip(res["k"], res["recall"]):
                 entry[f"recall@{k}"] = v
-            entry.setdefault("n_queries", res["n_queries"])
+            entry["recall_n_queries" if has_labels else "n_queries"] = res["n_queries"]
             protocol.update(
                 bits=res["protocol"]["bits"],
                 recall_ks=list(res["k"]),
@@ -1072,6 +1076,8 @@ def cross_modal_report(
         report[task] = entry
     if pair_images:
         protocol["recall_protocol"].update(pair_images)
+    if not has_labels:
+        protocol["relevance"] = _GroupRelevance.kind
     if curves:
         protocol["r_values"] = list(r_values)
     from cmhash import __version__
