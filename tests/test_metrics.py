@@ -289,6 +289,13 @@ def test_sampled_selection_at_a_realistic_size(bits):
     ranks = np.arange(1, 51)
     ap = [(np.cumsum(h)[h] / ranks[h]).mean() if h.any() else 0.0 for h in hits]
     assert M.mean_average_precision(qB, dB, qL, dL, 50) == pytest.approx(np.mean(ap), abs=1e-12)
+    # full ranking (row-by-row AP path) and long precision@top-R (gathered relevance flags)
+    hits_all = np.take_along_axis(rel, full, 1)
+    ranks_all = np.arange(1, dB.shape[0] + 1)
+    ap_all = [(np.cumsum(h)[h] / ranks_all[h]).mean() if h.any() else 0.0 for h in hits_all]
+    assert M.mean_average_precision(qB, dB, qL, dL, None, chunk_size=16) == pytest.approx(np.mean(ap_all), abs=1e-12)
+    p = M.precision_at_top_r(qB, dB, qL, dL, (10, 5000, 20_000))["precision"]
+    np.testing.assert_allclose(p, [hits_all[:, :r].mean() for r in (10, 5000, 20_000)], atol=1e-12)
 
 
 # --------------------------------------------------------------------------- precision@top-R

@@ -407,6 +407,12 @@ class _Chunk:
             self._rel[key] = rel.block(self.rows)
         return self._rel[key]
 
+    def hits(self, rel, k: int) -> np.ndarray:
+        """Relevance of the first k ranked items of each query: (Q, k) bool."""
+        if 4 * k >= self.ctx.d.n:  # long rankings: gather 1-byte flags, not label words
+            return np.take_along_axis(self.relevance(rel), self.order(k), axis=1)
+        return rel.pairs(self.rows, self.order(k))
+
 
 def _chunk_rows(ctx: _Context, accs: Sequence["_Acc"], chunk_size: int | None) -> int:
     if chunk_size is not None:
@@ -458,16 +464,23 @@ class _MapAcc(_Acc):
         self.n_rel = np.zeros(nq, dtype=np.int64)
 
     def bytes_per_pair(self, nd: int) -> float:
-        # ranking + relevance gather, and ~32 bytes per hit for the AP terms
-        return (8 + self.rel.pair_bytes + 32) * self.k / nd
+        if 4 * self.k >= nd:  # relevance block + gathered flags (the ranking is counted by _chunk_rows)
+            return 2.0
+        return (8 + self.rel.pair_bytes + 32) * self.k / nd  # ranking, relevance gather, per-hit terms
 
     def update(self, ch: _Chunk) -> None:
-        hits = self.rel.pairs(ch.rows, ch.order(self.k))
+        hits = ch.hits(self.rel, self.k)
         nh = hits.sum(axis=1)
-        r, pos = np.nonzero(hits)
-        first = np.concatenate([[0], np.cumsum(nh)[:-1]])
-        nth_hit = np.arange(len(r)) - first[r] + 1  # 1-based count of hits so far
-        prec_sum = np.bincount(r, weights=nth_hit / (pos + 1.0), minlength=ch.n)
+        if self.k <= 4096:
+            r, pos = np.nonzero(hits)
+            first = np.concatenate([[0], np.cumsum(nh)[:-1]])
+            nth_hit = np.arange(len(r)) - first[r] + 1  # 1-based count of hits so far
+            prec_sum = np.bincount(r, weights=nth_hit / (pos + 1.0), minlength=ch.n)
+        else:  # row by row keeps the per-hit scratch to one row
+            prec_sum = np.zeros(ch.n)
+            for i in range(ch.n):
+                pos = np.flatnonzero(hits[i]) + 1.0
+                prec_sum[i] = (np.arange(1, len(pos) + 1) / pos).sum()
         n_rel = self.rel.counts(ch.rows)
         if self.normalize == "hits_in_topk":
             norm = nh
@@ -519,7 +532,7 @@ class _PrecisionTopRAcc(_Acc):
         return (8 + self.rel.pair_bytes + 8) * self.k / nd
 
     def update(self, ch: _Chunk) -> None:
-        hits = self.rel.pairs(ch.rows, ch.order(self.k))
+        hits = ch.hits(self.rel, self.k)
         cum = np.cumsum(hits, axis=1, dtype=np.int64)
         self.prec[ch.rows] = cum[:, self.r_eff - 1] / self.r_eff
         self.n_rel[ch.rows] = self.rel.counts(ch.rows)
@@ -657,7 +670,7 @@ class _RecallAcc(_Acc):
         return (8 + self.rel.pair_bytes) * self.k / nd
 
     def update(self, ch: _Chunk) -> None:
-        hits = self.rel.pairs(ch.rows, ch.order(self.k))
+        hits = ch.hits(self.rel, self.k)
         first_hit = np.where(hits.any(axis=1), hits.argmax(axis=1), self.k)
         self.found[ch.rows] = first_hit[:, None] < self.k_eff[None, :]
         self.n_rel[ch.rows] = self.rel.counts(ch.rows)
