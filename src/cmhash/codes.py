@@ -57,7 +57,7 @@ def to_bits(codes, what: str = "codes") -> np.ndarray:
         r, c = bad[0]
         raise DataError(f"{what}: row {r}, bit {c} is {codes[r, c].item()!r}; codes must be +-1 or 0/1")
     r, c = np.argwhere(codes == 0)[0]
-    raise DataError(f"{what}: mixes -1 and 0 (row {r}, bit {c} is 0); codes must be either +-1 or 0/1, not both")
+    raise DataError(f"{what}: mixes -1 and 0 (row {r}, bit {c} is 0); codes must be either +-1 or 0/1, not both (torch.sign gives 0 for 0; binarise with cmhash.codes.sign, which maps 0 to +1)")
 
 
 def to_pm1(codes, what: str = "codes") -> np.ndarray:
