@@ -29,6 +29,7 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert record["data"]["params"]["signal"] == 1.0 and record["data"]["params"]["seed"] == 3
     assert record["method"]["name"] == "cmfh" and record["method"]["hparams"]["8"]["seed"] == 3
     assert record["protocol"]["metric"]["topk"] == 50
+    assert record["protocol"]["metric"]["options"]["tie_break"] == "stable_index"
     split = record["protocol"]["split"]
     assert split["protocol"] == "djsrh" and split["seed"] == 3
     assert split["sizes"] == {"query": 400, "database": 1200, "train": 1000}

@@ -250,6 +250,7 @@ def run_demo(
         train, query, db = ds.subset(split.train), ds.subset(split.query), ds.subset(split.database)
 
         hparams_used: dict[int, dict[str, Any]] = {}
+        metric_protocol = None
         for b in bits:
             hp = {k: v for k, v in preset.items() if not k.startswith("_")}
             if "seed" in inspect.signature(cls.__init__).parameters:
@@ -269,7 +270,8 @@ def run_demo(
             di, dt = model.encode(db, "image"), model.encode(db, "text")
             encode_s = time.perf_counter() - t
             t = time.perf_counter()
-            i2t = mean_average_precision(qi, dt, query.labels, db.labels, topk=TOPK)
+            res = mean_average_precision(qi, dt, query.labels, db.labels, topk=TOPK, return_result=True)
+            i2t, metric_protocol = res["value"], res.get("protocol")
             t2i = mean_average_precision(qt, di, query.labels, db.labels, topk=TOPK)
             r_i2t, r_t2i = random_codes_map(query, db, b, seed)
             eval_s = time.perf_counter() - t
@@ -308,6 +310,7 @@ def run_demo(
                 "ties": "stable, by database index",
                 "image->text": "image query codes against text database codes",
                 "text->image": "text query codes against image database codes",
+                "options": metric_protocol,  # as recorded by cmhash.metrics
             },
             "random_codes": "independent uniform +-1 codes per item and modality (seeded): the chance level",
         },
