@@ -11,7 +11,7 @@ cross-modal hashing:
   activations: ``ReLU(signal * content + nuisance + noise - offset)``, where *content* mixes
   sparse non-negative prototypes of the pair's classes and scene, and *nuisance* is strong
   low-rank variation (lighting, framing) that carries no class information.
-* **text side**: raw tag strings (``"tag_0012, tag_0007"``, comma separated, so the tag
+* **text side**: raw tag strings (``"tag_012, tag_007"`` with 1,000 tags, comma separated, so the tag
   bag-of-words pipeline of :mod:`cmhash.data.text` applies) and ``text_features``, the binary
   bag-of-words over the ``vocab_size`` (1,000) tags. A tag comes from the pair's classes, from its
   scene or from a Zipf background (camera brands, years, places); a fraction ``noisy_pairs`` of
