@@ -371,3 +371,20 @@ def test_a_non_finite_loss_stops_training_with_advice():
     ds.image_features[:, 0] = np.nan  # bypasses the dataset's own check on purpose
     with pytest.raises(CmhashError, match="loss became nan.*learning rates"):
         _fit(ds, _cfg(None, epochs=1))
+
+
+def test_cli_trains_a_shallow_method_too_and_its_checkpoint_encodes(tmp_path):
+    from cmhash.methods import METHODS
+
+    if "cmfh" not in METHODS:
+        pytest.skip("CMFH is not installed in this checkout")
+    root = write_tiny_wiki(tmp_path / "wiki")
+    out = tmp_path / "cmfh"
+    assert cli(["train", "cmfh", "--dataset", "wiki", "--data-root", str(root), "--bits", "8", "--out", str(out), "--no-progress"]) == 0
+    m = _metrics(out)
+    assert m["method"] == "cmfh" and m["protocol"]["split"]["protocol"] == "official" and m["epochs"] is None
+    ck = load_checkpoint(out)
+    from cmhash.data import load_dataset
+
+    ds = load_dataset("wiki", root)
+    assert ck.method_name == "cmfh" and ck.encode(ds, "text").shape == (200, 8)

@@ -78,7 +78,7 @@ def load_data(args, run_settings: dict, hparams: dict):
     from cmhash.data import load_dataset
     from cmhash.data.splits import Split, make_split
     from cmhash.errors import CmhashError
-    from cmhash.methods.experiment import attach_features, default_features, parse_overrides
+    from cmhash.methods.experiment import DEFAULT_SPLITS, attach_features, default_features, parse_overrides
 
     if args.dataset != "synthetic" and not args.data_root:
         raise CmhashError(f"--data-root is required for dataset '{args.dataset}'")
@@ -95,7 +95,7 @@ def load_data(args, run_settings: dict, hparams: dict):
     if args.split_file:
         split = Split.load(args.split_file, dataset=ds)
     else:
-        protocol = args.split or run_settings.get("split", "djsrh")
+        protocol = args.split or run_settings.get("split") or DEFAULT_SPLITS.get(ds.name, "djsrh")
         params = dict(run_settings.get("split_params") or {})
         params.update(parse_overrides(args.split_param))
         split = make_split(ds, protocol, seed=args.seed, **params)

@@ -25,6 +25,8 @@ from cmhash.io import write_json
 
 #: Preset keys that configure the run rather than the method.
 RUN_KEYS = ("split", "split_params", "num_val", "eval_every", "select", "image_features", "notes")
+#: Split protocol of a dataset when the method's preset names none (the DJSRH papers' protocols).
+DEFAULT_SPLITS = {"wiki": "official", "nuswide": "djsrh-nuswide", "flickr8k": "official", "synthetic": "random", "fashion": "random"}
 #: Ranks at which precision@top-R curves are recorded (clipped to the database size).
 CURVE_RANKS = (1, 10, 25, 50, 100, 200, 300, 400, 500, 750, 1000, 1250, 1500, 2000, 2500, 3000, 3500, 4000, 4500, 5000)
 MAP_TOPK = 50
@@ -187,55 +189,25 @@ def _from_feature_cache(ds, folder: Path, encoder: str | None):
 
 
 # ---------------------------------------------------------------------------- evaluation
-def precision_at_ranks(query_codes, db_codes, query_labels, db_labels, ranks) -> np.ndarray:
-    """Mean precision of the top-R database items by Hamming distance (ties by database index)."""
-    from cmhash.codes import to_pm1
-
-    q = to_pm1(query_codes).astype(np.float32)
-    d = to_pm1(db_codes).astype(np.float32)
-    ql = np.asarray(query_labels, np.float32)
-    dl = np.asarray(db_labels, np.float32)
-    ranks = np.asarray([r for r in ranks if r <= d.shape[0]], dtype=np.int64)
-    kmax = int(ranks.max())
-    total = np.zeros(len(ranks))
-    for s in range(0, q.shape[0], 256):
-        ham = -(q[s : s + 256] @ d.T)  # smaller = closer; same order as Hamming distance
-        order = np.argsort(ham, axis=1, kind="stable")[:, :kmax]
-        rel = (ql[s : s + 256] @ dl.T) > 0
-        hits = np.cumsum(np.take_along_axis(rel, order, axis=1), axis=1)
-        total += (hits[:, ranks - 1] / ranks).sum(axis=0)
-    return total / q.shape[0]
-
-
 def evaluate_codes(q_image, q_text, db_image, db_text, q_labels, db_labels, *, curves: bool = True) -> dict[str, Any]:
-    """mAP@50 image->text and text->image (DJSRH definition) and precision@top-R curves."""
+    """``cmhash.metrics.cross_modal_report``: mAP@50 (DJSRH definition) both ways, precision within
+    Hamming radius 2, and with ``curves`` the PR curve and precision@top-R at :data:`CURVE_RANKS`.
+
+    Adds a compact ``curves`` entry (``ranks``, ``i2t_precision``, ``t2i_precision``) that
+    ``cmhash reproduce`` plots.
+    """
     from cmhash import metrics
 
-    report = getattr(metrics, "cross_modal_report", None)
-    out: dict[str, Any] = {}
-    if report is not None:
-        try:
-            out = report(q_image, q_text, db_image, db_text, q_labels, db_labels)
-        except TypeError:
-            out = {}
-    if not out:
-        out = {
-            "i2t": {f"map@{MAP_TOPK}": metrics.mean_average_precision(q_image, db_text, q_labels, db_labels, topk=MAP_TOPK)},
-            "t2i": {f"map@{MAP_TOPK}": metrics.mean_average_precision(q_text, db_image, q_labels, db_labels, topk=MAP_TOPK)},
-            "protocol": {
-                "map_topk": MAP_TOPK,
-                "relevance": "query and item share at least one label",
-                "ap_normaliser": "relevant items inside the top K (DJSRH/DCMH definition)",
-                "denominator": "all queries (a query without relevant items in the top K scores 0)",
-                "tie_break": "stable, by database index",
-            },
-        }
+    ranks = [r for r in CURVE_RANKS if r <= len(db_labels)]
+    out = metrics.cross_modal_report(
+        q_image, q_text, db_image, db_text, q_labels, db_labels, topk=MAP_TOPK, curves=curves, r_values=ranks
+    )
     if curves:
-        ranks = [r for r in CURVE_RANKS if r <= len(db_labels)]
+        top = {t: out[t]["curves"]["precision_at_top_r"] for t in ("i2t", "t2i")}
         out["curves"] = {
-            "ranks": ranks,
-            "i2t_precision": precision_at_ranks(q_image, db_text, q_labels, db_labels, ranks).tolist(),
-            "t2i_precision": precision_at_ranks(q_text, db_image, q_labels, db_labels, ranks).tolist(),
+            "ranks": list(top["i2t"]["r"]),
+            "i2t_precision": list(top["i2t"]["precision"]),
+            "t2i_precision": list(top["t2i"]["precision"]),
         }
     return out
 
@@ -354,7 +326,7 @@ def train_and_evaluate(
         raise DataError(f"{ds.name}: no labels, so mAP cannot be computed (use a labelled dataset)")
     result = evaluate_codes(q_img, q_txt, db_img, db_txt, query.labels, database.labels)
     eval_seconds = time.perf_counter() - t_eval
-    history = list(getattr(method, "history", []) or [])
+    history = [r for r in (getattr(method, "history", None) or []) if isinstance(r, dict)] if getattr(method, "deep", False) else []
     epoch_secs = [float(r["seconds"]) for r in history if "seconds" in r]
     overhead = sum(float(r.get("val_seconds", 0.0)) + float(r.get("checkpoint_seconds", 0.0)) for r in history)
     protocol = dict(result.get("protocol", {}))
@@ -409,7 +381,6 @@ __all__ = [
     "evaluate_codes",
     "make_validator",
     "parse_overrides",
-    "precision_at_ranks",
     "resolve_settings",
     "summary_line",
     "train_and_evaluate",
