@@ -388,3 +388,25 @@ def test_cli_trains_a_shallow_method_too_and_its_checkpoint_encodes(tmp_path):
 
     ds = load_dataset("wiki", root)
     assert ck.method_name == "cmfh" and ck.encode(ds, "text").shape == (200, 8)
+
+
+def test_reproduce_results_report_only_writes_the_document_from_existing_runs(tmp_path):
+    from cmhash.methods.reproduction import Cell
+
+    runs = tmp_path / "runs"
+    for variant in ("djsrh", "djsrh-3", "djsrh-4"):
+        for seed in (0, 1):
+            d = Cell("djsrh", variant, "mirflickr", 64, seed).run_dir(runs)
+            d.mkdir(parents=True)
+            (d / "metrics.json").write_text(json.dumps({
+                "i2t": {"map@50": 0.8 + seed / 100}, "t2i": {"map@50": 0.7}, "seconds": 1.0, "train_seconds_total": 2.0,
+                "seconds_per_epoch": 0.5, "epochs": 80, "environment": {"load_average": [1.0, 1.0, 1.0]},
+                "curves": {"ranks": [1, 50], "i2t_precision": [0.9, 0.8], "t2i_precision": [0.8, 0.7]},
+            }))
+    doc = tmp_path / "results.md"
+    args = ["reproduce", "results", "--data", str(tmp_path / "data"), "--mir-features", "x.npz", "--seeds", "0,1", "--bits", "64",
+            "--ablation-bits", "64", "--out", str(runs), "--doc", str(doc), "--report-only", "--reference", str(tmp_path)]
+    assert cli(args) == 0
+    text = doc.read_text()
+    assert "## 1. MIRFlickr" in text and "| 64 | 0.805 ± 0.007 |" in text and "## 3. Ablation" in text and "DJSRH-4" in text
+    assert (runs / "results.csv").read_text().count("\n") == 7

@@ -46,6 +46,7 @@ def _common(p, dataset_required: bool = True) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
     p.add_argument("--epochs", type=int, help="override the preset's epochs (quick checks)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="hyper-parameter override for every run")
+    p.add_argument("--split-param", action="append", metavar="KEY=N", help="split protocol parameter for every run (as `cmhash train`)")
     p.add_argument("--device", default="auto")
     p.add_argument("--reference", help="folder with the paper's tables and independent_reference.md (default: ../shared/reference)")
     p.add_argument("--report-only", action="store_true", help="do not train; report the runs that exist")
@@ -93,8 +94,15 @@ def _seeds(text: str) -> list[int]:
 def _spec(args, data_root, features):
     from cmhash.methods.reproduction import GridSpec
 
+    extra = [a for item in (args.split_param or []) for a in ("--split-param", item)]
     return GridSpec(
-        data_root=data_root, features=features, epochs=args.epochs, overrides=list(args.set or []), threads=args.threads, device=args.device
+        data_root=data_root,
+        features=features,
+        epochs=args.epochs,
+        overrides=list(args.set or []),
+        threads=args.threads,
+        device=args.device,
+        extra_args=extra,
     )
 
 
