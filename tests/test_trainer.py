@@ -331,8 +331,11 @@ def test_results_doc_is_generated_from_runs(tmp_path):
         "## MIRFlickr, subset\n\n| method | 16 bits | 64 bits |\n|---|---|---|\n| CMFH (3 seeds) | .821 / .763 | .875 / .801 |\n"
         "| DJSRH, 80 epochs (1 seed) | .784 / .787 | .858 / .822 |\n| DJSRH, 20 epochs (1 seed) | .734 / .744 | .825 / .797 |\n"
     )
-    path = write_results_doc(_fake_rows(), tmp_path / "results.md", ref)
+    rows = _fake_rows()
+    extra = [dict(r, seed=r["seed"] + 3, t2i=r["t2i"] + 0.01) for r in rows if r["variant"] == "djsrh" and r["bits"] == 16]
+    path = write_results_doc(rows + extra, tmp_path / "results.md", ref, main_seeds=[0, 1, 2])
     text = path.read_text()
+    assert "Seed variance" in text and "| 16 | T→I | 6 |" in text and "3 seed(s)" in text
     assert "# DJSRH results" in text and "DJSRH, 80 epochs" in text and "cells reach it" in text
     assert "beats independent reference CMFH" in text and "lower in 3 of 3 seeds" in text and "s/epoch" in text
 
