@@ -375,7 +375,7 @@ class _Writer:
         self.entry["failures"] = [f for f in self.entry["failures"] if not (self.chunk_rows(c)[0] <= f["row"] < self.chunk_rows(c)[1])] + failures
         t = self.entry["timing"]
         t["seconds"] = round(float(t["seconds"]) + seconds, 3)
-        t["rows_computed"] = int(t["rows_computed"]) + rows
+        t["rows_computed"] = int(t["rows_computed"]) + rows  # images/texts actually encoded
         t["rows_per_s"] = round(t["rows_computed"] / t["seconds"], 2) if t["seconds"] > 0 else None
         self.save()
 
@@ -416,7 +416,7 @@ def extract_features(
     *,
     extra_text_encoders: dict[str, TextEncoder | str] | None = None,
     batch_size: int = 32,
-    workers: int = 2,
+    workers: int = 1,
     chunk_size: int | None = None,
     text_chunk_size: int = 4096,
     strict: bool = False,
@@ -513,22 +513,42 @@ def _extract_image_entry(root, manifest, encoder, dataset, checksum, chunk_size,
         return
     w.entry["input"] = key["input"]
     w.entry["batch_size"] = int(batch_size)
+    # Pairs that share an image file (Flickr8k/COCO: 5 captions per image) are encoded once: only
+    # the first row of each file is computed, later rows copy it (always from an earlier or the
+    # same chunk, so resuming keeps this exact).
+    store = dataset.images
+    first: dict[str, int] = {}
+    first_row = np.fromiter((first.setdefault(store.ref(i), i) for i in range(w.n)), dtype=np.int64, count=w.n)
+    failed = {int(f["row"]): f for f in w.entry["failures"]}
     bar = _progress(w.n, w.rows_done(), f"image features ({encoder.name})", "img", progress)
     try:
         for c in w.todo():
             start, stop = w.chunk_rows(c)
             t0 = time.perf_counter()
-            failures = []
-            for pos, feats, fails in iter_image_batches(encoder, dataset.images, range(start, stop), batch_size, workers, strict):
+            failures: list[dict] = []
+            rows = [i for i in range(start, stop) if first_row[i] == i]
+            for pos, feats, fails in iter_image_batches(encoder, store, rows, batch_size, workers, strict):
                 if pos:
-                    w.array[start + np.asarray(pos)] = feats
+                    w.array[np.asarray(rows)[pos]] = feats
                 for f in fails:
                     d = f.to_dict()
                     d["id"] = str(dataset.ids[f.row])
                     failures.append(d)
+                    failed[f.row] = d
                 if bar is not None:
                     bar.update(len(pos) + len(fails))
-            w.finish_chunk(c, failures, time.perf_counter() - t0, stop - start)
+            dups = [i for i in range(start, stop) if first_row[i] != i]
+            if dups:
+                w.array[dups] = w.array[first_row[dups]]
+                for i in dups:
+                    if int(first_row[i]) in failed:
+                        d = {**failed[int(first_row[i])], "row": i, "id": str(dataset.ids[i])}
+                        failures.append(d)
+                        failed[i] = d
+                if bar is not None:
+                    bar.update(len(dups))
+            failures.sort(key=lambda f: f["row"])
+            w.finish_chunk(c, failures, time.perf_counter() - t0, len(rows))
             if on_chunk is not None:
                 on_chunk("image", c)
         w.finalize()

@@ -62,6 +62,7 @@ class EfficientNetLiteEncoder(TorchImageEncoder):
         weights: str | None = None,
         backend: str = "auto",
         threads: int | None = None,
+        streams: int | None = None,
     ):
         if variant not in VARIANTS:
             raise DataError(f"unknown EfficientNet-Lite variant '{variant}' (use {', '.join(VARIANTS)})")
@@ -70,6 +71,7 @@ class EfficientNetLiteEncoder(TorchImageEncoder):
         super().__init__(
             backend=backend,
             threads=threads,
+            streams=streams,
             image_size=size,
             resize=resize,
             interpolation=interpolation,

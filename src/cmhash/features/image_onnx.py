@@ -22,7 +22,7 @@ import numpy as np
 from cmhash.errors import DataError, MissingFileError
 from cmhash.features.base import IMAGE_ENCODERS, ImageEncoder
 from cmhash.features.preprocess import Preprocess
-from cmhash.features.runtime import onnx_session, weights_info
+from cmhash.features.runtime import default_threads, onnx_session, weights_info
 
 
 class OnnxImageEncoder(ImageEncoder):
@@ -76,7 +76,7 @@ class OnnxImageEncoder(ImageEncoder):
         self.path = p
         self.threads = threads
         self.preprocess = Preprocess.named(normalize, size=int(image_size), resize=resize, resize_to=resize_to, interpolation=interpolation, **norm_kw)
-        self.session = onnx_session(p, threads=threads or 1)
+        self.session = onnx_session(p, threads=threads or default_threads())
         inputs = {i.name: i for i in self.session.get_inputs()}
         outputs = [o.name for o in self.session.get_outputs()]
         self.input_name = input or next(iter(inputs))

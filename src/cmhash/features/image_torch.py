@@ -23,6 +23,8 @@ from cmhash.features.base import ImageEncoder
 from cmhash.features.preprocess import Preprocess
 from cmhash.features.runtime import (
     EXPORT_VERSION,
+    default_streams,
+    default_threads,
     export_onnx,
     models_cache_dir,
     onnx_available,
@@ -40,15 +42,17 @@ class TorchImageEncoder(ImageEncoder):
 
     preprocess: Preprocess
 
-    def __init__(self, backend: str = "auto", threads: int | None = None, **options: Any):
+    def __init__(self, backend: str = "auto", threads: int | None = None, streams: int | None = None, **options: Any):
         if backend not in BACKENDS:
             raise DataError(f"image encoder {self.name}: backend must be one of {', '.join(BACKENDS)}, got '{backend}'")
         # threads/backend change speed, not features: kept out of the spec options on purpose.
         super().__init__(**options)
         self.backend = ("onnx" if onnx_available() else "torch") if backend == "auto" else backend
         self.threads = threads
+        self.streams = streams
         self._module = None
         self._session = None
+        self._pool = None
 
     # -------------------------------------------------------------- subclass API
     def weights_path(self):  # pragma: no cover - interface
@@ -68,7 +72,7 @@ class TorchImageEncoder(ImageEncoder):
         if self._module is None:
             import torch
 
-            set_torch_threads(self.threads)
+            set_torch_threads(self.threads or default_threads())
             self._module = self.build_module().eval()
             for p in self._module.parameters():
                 p.requires_grad_(False)
@@ -85,8 +89,22 @@ class TorchImageEncoder(ImageEncoder):
             if not path.exists():
                 probe = np.random.default_rng(0).standard_normal((2, 3, self.preprocess.size, self.preprocess.size)).astype(np.float32)
                 export_onnx(self.module(), probe, path)
-            self._session = onnx_session(path, threads=self.threads or 1)
+            self._session = onnx_session(path, threads=self.threads or default_threads())
         return self._session
+
+    def _run_onnx(self, nchw: np.ndarray) -> np.ndarray:
+        """Run the session; with ``streams`` > 1 the batch is split and run in parallel threads
+        (onnxruntime releases the GIL), which scales better than intra-op threads on few cores."""
+        streams = int(self.streams or default_streams())
+        sess = self.session()
+        if streams <= 1 or len(nchw) < 2:
+            return sess.run(None, {"images": nchw})[0]
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=streams, thread_name_prefix="cmhash-ort")
+        parts = np.array_split(nchw, min(streams, len(nchw)))
+        return np.concatenate(list(self._pool.map(lambda p: sess.run(None, {"images": np.ascontiguousarray(p)})[0], parts)))
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         """(B, H, W, 3) float32 -> (B, dim) float32."""
@@ -94,12 +112,11 @@ class TorchImageEncoder(ImageEncoder):
         if batch.ndim != 4 or batch.shape[-1] != 3:
             raise DataError(f"image encoder {self.name}: expected a (B, H, W, 3) batch, got shape {batch.shape}")
         if self.backend == "onnx":
-            nchw = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
-            out = self.session().run(None, {"images": nchw})[0]
+            out = self._run_onnx(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
         else:
             import torch
 
-            set_torch_threads(self.threads)
+            set_torch_threads(self.threads or default_threads())
             with torch.inference_mode():
                 x = torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous()
                 out = self.module()(x).numpy()

@@ -144,10 +144,10 @@ class TorchvisionFc7Encoder(TorchImageEncoder):
     version = "1"
     dim = 4096
 
-    def __init__(self, arch: str = "alexnet", weights: str | None = None, backend: str = "torch", threads: int | None = None, image_size: int = 224, resize_to: int = 256):
+    def __init__(self, arch: str = "alexnet", weights: str | None = None, backend: str = "torch", threads: int | None = None, streams: int | None = None, image_size: int = 224, resize_to: int = 256):
         if arch not in WEIGHT_FILES:
             raise DataError(f"unknown architecture '{arch}' (use {', '.join(WEIGHT_FILES)})")
-        super().__init__(backend=backend, threads=threads, **({"weights": str(weights)} if weights else {}), image_size=int(image_size), resize_to=int(resize_to))
+        super().__init__(backend=backend, threads=threads, streams=streams, **({"weights": str(weights)} if weights else {}), image_size=int(image_size), resize_to=int(resize_to))
         self.name = arch
         self.arch = arch
         self.weights = weights

@@ -50,6 +50,27 @@ def weights_info(path: str | os.PathLike) -> dict[str, Any]:
     return {"file": p.name, "sha256": sha256_file(p), "bytes": p.stat().st_size}
 
 
+_DEFAULTS: dict[str, int] = {}
+
+
+def set_default_threads(threads: int | None = None, streams: int | None = None) -> None:
+    """Process-wide defaults for encoders built without ``threads``/``streams`` (the CLI's --threads)."""
+    if threads:
+        _DEFAULTS["threads"] = int(threads)
+    if streams:
+        _DEFAULTS["streams"] = int(streams)
+
+
+def default_threads() -> int:
+    """Intra-op threads per model run: ``$CMHASH_THREADS``, else 1 (measured fastest on 2 cores)."""
+    return int(_DEFAULTS.get("threads") or os.environ.get("CMHASH_THREADS") or 1)
+
+
+def default_streams() -> int:
+    """Batches run concurrently by ONNX image models: ``$CMHASH_STREAMS``, else 1."""
+    return int(_DEFAULTS.get("streams") or os.environ.get("CMHASH_STREAMS") or 1)
+
+
 def set_torch_threads(threads: int | None) -> None:
     """Set torch's intra-op threads when given (small models are slower with many threads)."""
     if threads:

@@ -24,7 +24,7 @@ import numpy as np
 
 from cmhash.errors import DataError, MissingDependencyError
 from cmhash.features.base import TEXT_ENCODERS, TextEncoder
-from cmhash.features.runtime import onnx_session, set_torch_threads, weights_info
+from cmhash.features.runtime import default_threads, onnx_session, set_torch_threads, weights_info
 
 BACKENDS = ("auto", "onnx-int8", "torch")
 
@@ -88,7 +88,7 @@ class MiniLMEncoder(TextEncoder):
                 from sentence_transformers import SentenceTransformer
             except ImportError:
                 raise MissingDependencyError("sentence-transformers", "the minilm text encoder (backend torch)", extra="features") from None
-            set_torch_threads(self.threads)
+            set_torch_threads(self.threads or default_threads())
             self._model = SentenceTransformer(str(minilm_dir()), device="cpu")
             self._model.max_seq_length = self.options["max_length"]
         return self._model
@@ -107,7 +107,7 @@ class MiniLMEncoder(TextEncoder):
 
     def _onnx_session(self):
         if self._session is None:
-            self._session = onnx_session(int8_model_path(), threads=self.threads or 1)
+            self._session = onnx_session(int8_model_path(), threads=self.threads or default_threads())
         return self._session
 
     def _encode_onnx(self, texts: list[str]) -> np.ndarray:
@@ -132,7 +132,7 @@ class MiniLMEncoder(TextEncoder):
             return out
         if self.backend == "torch":
             model = self._torch_model()
-            set_torch_threads(self.threads)
+            set_torch_threads(self.threads or default_threads())
             emb = model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False)
             return np.asarray(emb, dtype=np.float32)
         # Sort by length so each batch pads to similar lengths (much less wasted compute).
