@@ -178,7 +178,8 @@ def cmd_prepare(args) -> int:
     if dataset.report is not None and dataset.report.dropped:
         print(f"dataset: {dataset.report.n_listed} pairs listed, {dataset.report.n_kept} kept; dropped: {dataset.report.dropped_by_reason()}")
     _print_summary(cache)
-    print(f"\nuse it: FeatureCache.load({str(out)!r}).apply(load_dataset({dataset.name!r}, {os.fspath(args.data_root)!r}))")
+    print(f"\nuse it: from cmhash.features.prepared import load_prepared; "
+          f"ds = load_prepared({args.set!r}, {os.fspath(args.data_root)!r}{', out_dir=' + repr(str(out)) if args.out or args.cache_root else ''})")
     return 0
 
 

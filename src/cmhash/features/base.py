@@ -163,10 +163,19 @@ class ImageEncoder(Encoder):
                 out[start : start + len(chunk)] = self.forward(np.stack([self.prepare(im) for im in chunk]))
         return out
 
-    def encode_store(self, store, indices: Sequence[int] | None = None, batch_size: int = 32, workers: int = 2, strict: bool = False):
-        """Encode images ``indices`` of an ImageStore -> (features, failures); see cmhash.features.pipeline."""
+    def encode_store(self, store, indices: Sequence[int] | None = None, batch_size: int = 32, workers: int = 1, strict: bool = False):
+        """Encode rows ``indices`` (default all) of an ImageStore or of a PairedDataset's images.
+
+        Returns ``(features, failures)``: one row per index (zeros where the image could not be
+        read) and the list of :class:`~cmhash.features.pipeline.ImageFailure`; ``strict`` raises
+        on the first unreadable image instead. Decoding runs in ``workers`` threads.
+        """
         from cmhash.features.pipeline import encode_image_store
 
+        if hasattr(store, "images") and hasattr(store, "ids"):  # a PairedDataset
+            if store.images is None:
+                raise DataError(f"{store.name}: the dataset has no image files to encode")
+            store = store.images
         return encode_image_store(self, store, indices, batch_size=batch_size, workers=workers, strict=strict)
 
 

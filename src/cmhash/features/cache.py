@@ -43,6 +43,7 @@ FORMAT = "cmhash-feature-cache"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 CHECKSUM_MODES = ("stat", "content", "none")
+TEXT_SLICE = 512  # texts per encode() call inside a chunk
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -597,12 +598,14 @@ def _extract_text_entry(root, manifest, name, encoder, dataset, fit_indices, chu
         for c in w.todo():
             start, stop = w.chunk_rows(c)
             t0 = time.perf_counter()
-            feats = encoder.encode(texts[start:stop])
-            if not np.isfinite(feats).all():
-                raise DataError(f"text encoder {encoder.name} produced NaN/inf features for rows {start}..{stop - 1}")
-            w.array[start:stop] = feats
-            if bar is not None:
-                bar.update(stop - start)
+            for s in range(start, stop, TEXT_SLICE):  # fixed slices: the progress bar moves, results stay exact on resume
+                e = min(stop, s + TEXT_SLICE)
+                feats = encoder.encode(texts[s:e])
+                if feats.shape != (e - s, w.dim) or not np.isfinite(feats).all():
+                    raise DataError(f"text encoder {encoder.name} produced {feats.shape} features with NaN/inf or the wrong shape for rows {s}..{e - 1}")
+                w.array[s:e] = feats
+                if bar is not None:
+                    bar.update(e - s)
             w.finish_chunk(c, [], time.perf_counter() - t0, stop - start)
             if on_chunk is not None:
                 on_chunk(name, c)

@@ -56,7 +56,7 @@ def _raise_strict(failure: ImageFailure) -> None:
     raise cls(f"image {failure.ref} (row {failure.row}) {what}: {failure.detail} (strict mode; drop strict to skip and report it)")
 
 
-def iter_prepared(store, rows: Sequence[int], prepare: Callable, workers: int = 2, prefetch: int = 64) -> Iterator[tuple[int, np.ndarray | None, ImageFailure | None]]:
+def iter_prepared(store, rows: Sequence[int], prepare: Callable, workers: int = 1, prefetch: int = 64) -> Iterator[tuple[int, np.ndarray | None, ImageFailure | None]]:
     """Yield ``(row, prepared array or None, failure or None)`` for each of ``rows``, in order.
 
     ``workers`` threads run ahead of the consumer by at most ``prefetch`` images.
@@ -88,7 +88,7 @@ def iter_prepared(store, rows: Sequence[int], prepare: Callable, workers: int = 
 
 
 def iter_image_batches(
-    encoder, store, rows: Sequence[int], batch_size: int = 32, workers: int = 2, strict: bool = False
+    encoder, store, rows: Sequence[int], batch_size: int = 32, workers: int = 1, strict: bool = False
 ) -> Iterator[tuple[list[int], np.ndarray | None, list[ImageFailure]]]:
     """Yield ``(positions in rows, (B, dim) features, failures)`` batch by batch, in order."""
     if batch_size < 1:
@@ -111,7 +111,7 @@ def iter_image_batches(
         yield ok_rows, (encoder.forward(np.stack(arrays)) if arrays else None), failures
 
 
-def encode_image_store(encoder, store, indices: Sequence[int] | None = None, batch_size: int = 32, workers: int = 2, strict: bool = False):
+def encode_image_store(encoder, store, indices: Sequence[int] | None = None, batch_size: int = 32, workers: int = 1, strict: bool = False):
     """Encode rows ``indices`` (default: all) of ``store`` -> ``(features, failures)``.
 
     ``features`` has one row per requested index (zeros where the image failed).

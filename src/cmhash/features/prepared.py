@@ -46,8 +46,10 @@ PREPARED_SETS: dict[str, PreparedSet] = {
     "fashion": PreparedSet(
         source="fashion",
         image=("efficientnet-lite0", {}),
-        texts={"text": ("minilm", {}), "text.bow": ("bow", {"min_count": 5})},
-        description="Fashion products: EfficientNet-Lite0 (1280-d) + MiniLM title embeddings (text) and title BoW, words in >= 5 titles (text.bow)",
+        texts={"text": ("minilm", {}), "text.bow": ("bow", {})},
+        description="Fashion products: EfficientNet-Lite0 (1280-d) + MiniLM title embeddings (text) and title BoW (text.bow: "
+        "words in at least 5 of all listed titles, the source's vocabulary)",
+        source_options={"text_features": "bow", "min_count": 5},
     ),
 }
 
