@@ -4,7 +4,8 @@ Image figures are end to end (JPEG file -> decode -> resize -> model -> pooled f
 the same pipeline `cmhash features extract` uses, over the first N MIRFlickr images (128-px
 JPEGs, upscaled to 224 px) or, without the shared data, synthetic JPEGs written to a temp folder.
 Text figures use Flickr8k captions (or synthetic sentences). Each row prints the 1-minute load
-average before it ran: on a shared machine, figures taken under load are preliminary.
+average before it ran and ``cpu_ms``, the process CPU time per item (all threads): on a shared
+machine the wall-clock rate depends on the load, the CPU cost much less.
 
     PYTHONPATH=src python benchmarks/features_bench.py                 # default sweep
     PYTHONPATH=src python benchmarks/features_bench.py --quick         # the chosen defaults only
@@ -65,35 +66,32 @@ def bench_images(store, cfg: dict, n: int) -> dict:
     enc = create_image_encoder(cfg["encoder"], backend=cfg["backend"], threads=cfg["threads"], streams=cfg.get("streams", 1))
     warm = encode_image_store(enc, store, range(min(cfg["batch"], len(store))), batch_size=cfg["batch"], workers=cfg["workers"])  # warm-up / export
     del warm
-    la = load1()
-    t = time.perf_counter()
+    la, t, c = load1(), time.perf_counter(), time.process_time()
     feats, fails = encode_image_store(enc, store, range(n), batch_size=cfg["batch"], workers=cfg["workers"])
-    dt = time.perf_counter() - t
+    dt, cpu = time.perf_counter() - t, time.process_time() - c
     assert feats.shape == (n, enc.dim) and not fails
-    return {**cfg, "n": n, "seconds": round(dt, 2), "per_s": round(n / dt, 1), "load1": round(la, 2)}
+    return {**cfg, "n": n, "seconds": round(dt, 2), "per_s": round(n / dt, 1), "cpu_ms": round(1000 * cpu / n, 1), "load1": round(la, 2)}
 
 
 def bench_decode(store, workers: int, n: int) -> dict:
     enc = create_image_encoder("efficientnet-lite0")
-    la = load1()
-    t = time.perf_counter()
+    la, t, c = load1(), time.perf_counter(), time.process_time()
     for _ in iter_prepared(store, range(n), enc.prepare, workers=workers):
         pass
-    dt = time.perf_counter() - t
-    return {"what": f"decode+resize only, workers={workers}", "n": n, "per_s": round(n / dt, 1), "load1": round(la, 2)}
+    dt, cpu = time.perf_counter() - t, time.process_time() - c
+    return {"what": f"decode+resize only, workers={workers}", "n": n, "per_s": round(n / dt, 1), "cpu_ms": round(1000 * cpu / n, 2), "load1": round(la, 2)}
 
 
 def bench_model_only(cfg: dict, n: int) -> dict:
     enc = create_image_encoder(cfg["encoder"], backend=cfg["backend"], threads=cfg["threads"], streams=cfg.get("streams", 1))
     x = np.random.default_rng(0).standard_normal((cfg["batch"], 224, 224, 3)).astype(np.float32)
     enc.forward(x)
-    la = load1()
-    t, done = time.perf_counter(), 0
+    la, t, c, done = load1(), time.perf_counter(), time.process_time(), 0
     while done < n:
         enc.forward(x)
         done += len(x)
-    dt = time.perf_counter() - t
-    return {**cfg, "what": "model only", "n": done, "per_s": round(done / dt, 1), "load1": round(la, 2)}
+    dt, cpu = time.perf_counter() - t, time.process_time() - c
+    return {**cfg, "what": "model only", "n": done, "per_s": round(done / dt, 1), "cpu_ms": round(1000 * cpu / done, 1), "load1": round(la, 2)}
 
 
 def bench_text(texts: list[str], name: str, opts: dict, fit: bool = False) -> dict:
@@ -102,12 +100,12 @@ def bench_text(texts: list[str], name: str, opts: dict, fit: bool = False) -> di
     if fit:
         enc.fit(texts, "sentence")
     enc.encode(texts[:16])
-    la = load1()
-    t = time.perf_counter()
+    la, t, c = load1(), time.perf_counter(), time.process_time()
     out = enc.encode(texts)
-    dt = time.perf_counter() - t
+    dt, cpu = time.perf_counter() - t, time.process_time() - c
     assert out.shape[0] == len(texts)
-    return {"encoder": name, **opts, "n": len(texts), "seconds": round(dt, 2), "per_s": round(len(texts) / dt, 1), "load1": round(la, 2)}
+    return {"encoder": name, **opts, "n": len(texts), "seconds": round(dt, 2), "per_s": round(len(texts) / dt, 1),
+            "cpu_ms": round(1000 * cpu / len(texts), 2), "load1": round(la, 2)}
 
 
 def table(rows: list[dict], cols: list[str]) -> str:
@@ -132,11 +130,11 @@ def main(argv=None) -> int:
     store, what = image_store(data, max(args.images, args.torch_images))
     print(f"images: {what}")
 
-    img_cfgs = [dict(encoder="efficientnet-lite0", backend="onnx", threads=1, streams=1, batch=32, workers=1)]
+    img_cfgs = [dict(encoder="efficientnet-lite0", backend="onnx", threads=1, streams=2, batch=32, workers=1)]  # the defaults
     if not args.quick:
         img_cfgs += [
+            dict(encoder="efficientnet-lite0", backend="onnx", threads=1, streams=1, batch=32, workers=1),
             dict(encoder="efficientnet-lite0", backend="onnx", threads=2, streams=1, batch=32, workers=1),
-            dict(encoder="efficientnet-lite0", backend="onnx", threads=1, streams=2, batch=32, workers=1),
             dict(encoder="efficientnet-lite0", backend="onnx", threads=1, streams=2, batch=32, workers=2),
             dict(encoder="efficientnet-lite0", backend="onnx", threads=1, streams=1, batch=8, workers=1),
             dict(encoder="efficientnet-lite0", backend="onnx", threads=1, streams=1, batch=64, workers=1),
@@ -155,25 +153,27 @@ def main(argv=None) -> int:
         rows.append(bench_images(store, cfg, n))
         print(f"  {rows[-1]}", flush=True)
     print("\n## Images (end to end, JPEG -> features)\n")
-    print(table(rows, ["encoder", "backend", "threads", "streams", "batch", "workers", "n", "per_s", "load1"]))
+    print(table(rows, ["encoder", "backend", "threads", "streams", "batch", "workers", "n", "per_s", "cpu_ms", "load1"]))
     extra = [bench_model_only(img_cfgs[0], args.images), bench_decode(store, 1, args.images)]
     if not args.quick:
         extra.append(bench_decode(store, 0, args.images))
-    print("\n" + table(extra, ["what", "backend", "threads", "batch", "n", "per_s", "load1"]))
+    print("\n" + table(extra, ["what", "backend", "threads", "batch", "n", "per_s", "cpu_ms", "load1"]))
 
     texts, twhat = sentences(data, args.sentences)
     print(f"\ntexts: {twhat}")
-    t_cfgs = [("minilm", dict(backend="onnx-int8", threads=1, batch_size=64), False)]
+    t_cfgs = [("minilm", dict(backend="onnx-int8", threads=1, batch_size=32), False)]  # the defaults
     if not args.quick:
         t_cfgs += [
-            ("minilm", dict(backend="onnx-int8", threads=2, batch_size=64), False),
+            ("minilm", dict(backend="onnx-int8", threads=2, batch_size=32), False),
+            ("minilm", dict(backend="onnx-int8", threads=1, batch_size=8), False),
             ("minilm", dict(backend="onnx-int8", threads=1, batch_size=16), False),
+            ("minilm", dict(backend="onnx-int8", threads=1, batch_size=64), False),
             ("minilm", dict(backend="onnx-int8", threads=1, batch_size=128), False),
         ]
         if not args.skip_torch:
             t_cfgs += [
-                ("minilm", dict(backend="torch", threads=1, batch_size=64), False),
-                ("minilm", dict(backend="torch", threads=2, batch_size=64), False),
+                ("minilm", dict(backend="torch", threads=1, batch_size=32), False),
+                ("minilm", dict(backend="torch", threads=2, batch_size=32), False),
             ]
     t_cfgs += [("bow", dict(min_count=2), True), ("tfidf", dict(min_count=2), True), ("glove", dict(), True), ("lda", dict(), True)]
     trows = []
@@ -181,7 +181,7 @@ def main(argv=None) -> int:
         trows.append(bench_text(texts, name, opts, fit))
         print(f"  {trows[-1]}", flush=True)
     print("\n## Texts (sentences/s)\n")
-    print(table(trows, ["encoder", "backend", "threads", "batch_size", "n", "per_s", "load1"]))
+    print(table(trows, ["encoder", "backend", "threads", "batch_size", "n", "per_s", "cpu_ms", "load1"]))
     print(f"\nload average at end {os.getloadavg()}")
     if args.json:
         Path(args.json).write_text(json.dumps({"images": rows, "image_parts": extra, "texts": trows}, indent=2))

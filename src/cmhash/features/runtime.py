@@ -62,13 +62,18 @@ def set_default_threads(threads: int | None = None, streams: int | None = None) 
 
 
 def default_threads() -> int:
-    """Intra-op threads per model run: ``$CMHASH_THREADS``, else 1 (measured fastest on 2 cores)."""
+    """Intra-op threads per model run: ``$CMHASH_THREADS``, else 1 (measured cheapest on 2 cores)."""
     return int(_DEFAULTS.get("threads") or os.environ.get("CMHASH_THREADS") or 1)
 
 
 def default_streams() -> int:
-    """Batches run concurrently by ONNX image models: ``$CMHASH_STREAMS``, else 1."""
-    return int(_DEFAULTS.get("streams") or os.environ.get("CMHASH_STREAMS") or 1)
+    """Parts of a batch run concurrently by ONNX image models: ``$CMHASH_STREAMS``, else 2 (1 on one core).
+
+    Two single-threaded streams cost the same CPU time per image as one (measured: 12.5 vs
+    12.7 ms on this machine) but can use both cores, whereas 2 intra-op threads cost 40 % more
+    CPU per image on 2 shared cores (benchmarks/features_bench.py, docs/features.md).
+    """
+    return int(_DEFAULTS.get("streams") or os.environ.get("CMHASH_STREAMS") or min(2, os.cpu_count() or 1))
 
 
 def set_torch_threads(threads: int | None) -> None:

@@ -60,7 +60,7 @@ class MiniLMEncoder(TextEncoder):
     version = "1"
     dim = 384
 
-    def __init__(self, backend: str = "auto", max_length: int = 256, batch_size: int = 64, threads: int | None = None):
+    def __init__(self, backend: str = "auto", max_length: int = 256, batch_size: int = 32, threads: int | None = None):
         if backend not in BACKENDS:
             raise DataError(f"minilm: backend must be one of {', '.join(BACKENDS)}, got '{backend}'")
         if backend == "auto":
