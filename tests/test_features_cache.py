@@ -135,6 +135,16 @@ def test_cache_is_reused_when_everything_matches_and_rebuilt_per_entry_otherwise
     assert {x[0] for x in calls} == {"image", "text"}
 
 
+def test_another_dataset_in_the_same_folder_removes_stale_entries(tmp_path):
+    ds = make_dataset(tmp_path)
+    out = tmp_path / "c"
+    extract_features(ds, "tiny-image", create_text_encoder("bow", min_count=1), out, progress=False)
+    sub = ds.subset([0, 1, 2, 3], name="toy4")
+    c = extract_features(sub, None, create_text_encoder("bow", min_count=1), out, progress=False)
+    assert set(c.entries) == {"text"} and len(c) == 4 and c.ids.tolist() == ["p0", "p1", "p2", "p3"]
+    assert not (out / "image_features.npy").exists()
+
+
 def test_text_fitted_on_a_split_and_changed_texts_rebuild(tmp_path):
     ds = make_dataset(tmp_path)
     out = tmp_path / "c"

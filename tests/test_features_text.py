@@ -176,3 +176,11 @@ def test_spec_version_mismatch_is_refused():
         encoder_from_spec(spec)
     with pytest.raises(DataError, match="not a cmhash encoder spec"):
         encoder_from_spec({"name": "bow"})
+
+
+def test_runtime_options_pass_through_specs_and_are_ignored_where_meaningless():
+    bow = create_text_encoder("bow", min_count=1).fit(TAGS, "tags")
+    again = encoder_from_spec(bow.spec(), threads=2, batch_size=8)
+    np.testing.assert_array_equal(again.encode(TAGS), bow.encode(TAGS))
+    m = encoder_from_spec(create_text_encoder("minilm", backend="onnx-int8").spec(), batch_size=7, threads=1)
+    assert m.batch_size == 7 and m.threads == 1 and "batch_size" not in m.spec()["options"]

@@ -102,6 +102,16 @@ class Encoder:
         """Extra facts for the manifest and `features info` (weights file, preprocessing...)."""
         return {}
 
+    #: attributes that change speed, never features (threads, batch size...); see set_runtime
+    runtime_options: tuple[str, ...] = ()
+
+    def set_runtime(self, **runtime: Any) -> "Encoder":
+        """Set speed-only options (e.g. ``threads``); options this encoder does not have are ignored."""
+        for k, v in runtime.items():
+            if k in self.runtime_options and v is not None:
+                setattr(self, k, v)
+        return self
+
     # ----------------------------------------------------------------- specs
     def spec(self) -> dict[str, Any]:
         """A JSON-able description from which :func:`encoder_from_spec` rebuilds this encoder."""
@@ -147,7 +157,7 @@ class ImageEncoder(Encoder):
     kind = "image"
 
     def prepare(self, image) -> np.ndarray:  # pragma: no cover - interface
-        """One RGB PIL image -> model input array (e.g. float32 CHW)."""
+        """One RGB PIL image -> model input array (float32 HWC for the CNN encoders)."""
         raise NotImplementedError
 
     def forward(self, batch: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
@@ -234,8 +244,9 @@ def create_text_encoder(name: str, **options: Any) -> TextEncoder:
 def encoder_from_spec(spec: dict[str, Any], **runtime: Any) -> Encoder:
     """Rebuild the encoder described by ``spec`` (from :meth:`Encoder.spec`), fitted state included.
 
-    ``runtime`` options change speed, not features (``threads``, ``backend`` of image models,
-    ``batch_size``) and are passed to the factory on top of the spec's options.
+    ``runtime`` options change speed, not features (``threads``, ``streams`` and ``backend`` of
+    image models, ``batch_size`` of MiniLM); they go to :meth:`Encoder.set_runtime` and are
+    ignored by encoders that have no such option.
 
     Raises a DataError when the installed encoder's version differs from the spec's, because
     its features would not match the ones a model was trained on.
@@ -246,7 +257,8 @@ def encoder_from_spec(spec: dict[str, Any], **runtime: Any) -> Encoder:
     if kind not in ("image", "text"):
         raise DataError(f"encoder spec: kind must be 'image' or 'text', got {kind!r}")
     registry = IMAGE_ENCODERS if kind == "image" else TEXT_ENCODERS
-    encoder = registry.get(spec["name"])(**{**spec.get("options", {}), **runtime})
+    encoder = registry.get(spec["name"])(**spec.get("options", {}))
+    encoder.set_runtime(**runtime)
     if "state" in spec:
         encoder.set_state(spec["state"])
     if str(encoder.version) != str(spec.get("version")):

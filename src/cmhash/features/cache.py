@@ -164,7 +164,12 @@ class FeatureCache:
 
     def complete(self, name: str) -> bool:
         e = self.entries.get(name)
-        return bool(e) and e.get("status") == "complete" and (self.path / e["file"]).exists()
+        return (
+            bool(e)
+            and e.get("status") == "complete"
+            and e.get("key", {}).get("ids_sha256") == self.manifest["dataset"].get("ids_sha256")
+            and (self.path / e["file"]).exists()
+        )
 
     @property
     def ids(self) -> np.ndarray:
@@ -444,8 +449,8 @@ def extract_features(
     if batch_size < 1:
         raise DataError(f"batch size must be at least 1, got {batch_size}")
     chunk_size = int(chunk_size or 16 * batch_size)
-    if chunk_size % batch_size:
-        chunk_size = (chunk_size // batch_size + 1) * batch_size  # keep batches inside chunks
+    if chunk_size < 1 or text_chunk_size < 1:
+        raise DataError(f"chunk sizes must be at least 1, got {chunk_size} and {text_chunk_size}")
     image_encoder = _as_encoder(image_encoder, "image")
     texts_wanted: dict[str, TextEncoder] = {}
     if text_encoder is not None and text_encoder != "none":
@@ -461,6 +466,8 @@ def extract_features(
 
     root = Path(out_dir)
     n = len(dataset)
+    if n == 0:
+        raise DataError(f"{dataset.name}: the dataset has no pairs; nothing to extract")
     ids = [str(i) for i in dataset.ids]
     ds_info = {
         "name": dataset.name,
@@ -474,6 +481,13 @@ def extract_features(
         manifest = _read_or_new_manifest(root, ds_info)
         if not (root / "ids.npy").exists() or manifest["dataset"].get("ids_sha256") != ds_info["ids_sha256"]:
             save_npy(root / "ids.npy", np.asarray(ids, dtype=str))
+            # Entries of other rows must not survive next to the new ids (even those not requested now).
+            for name in [k for k, e in manifest["entries"].items() if e.get("key", {}).get("ids_sha256") != ds_info["ids_sha256"]]:
+                e = manifest["entries"].pop(name)
+                for f in (e.get("file"), _partial(e["file"]) if e.get("file") else None):
+                    if f:
+                        with contextlib.suppress(FileNotFoundError):
+                            (root / f).unlink()
         manifest["dataset"] = ds_info
         manifest["updated"] = _now()
         write_json(root / MANIFEST, manifest)

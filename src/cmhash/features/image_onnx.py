@@ -31,6 +31,13 @@ class OnnxImageEncoder(ImageEncoder):
     name = "onnx"
     version = "1"
 
+    def set_runtime(self, **runtime: Any) -> "OnnxImageEncoder":
+        threads = runtime.get("threads")
+        if threads and threads != self.threads:
+            self.threads = int(threads)
+            self.session = onnx_session(self.path, threads=self.threads)
+        return self
+
     def __init__(
         self,
         path: str | None = None,

@@ -54,6 +54,18 @@ class TorchImageEncoder(ImageEncoder):
         self._session = None
         self._pool = None
 
+    runtime_options = ("backend", "threads", "streams")
+
+    def set_runtime(self, **runtime: Any) -> "TorchImageEncoder":
+        backend = runtime.pop("backend", None)
+        if backend is not None:
+            if backend not in BACKENDS:
+                raise DataError(f"image encoder {self.name}: backend must be one of {', '.join(BACKENDS)}, got '{backend}'")
+            self.backend = ("onnx" if onnx_available() else "torch") if backend == "auto" else backend
+        super().set_runtime(**runtime)
+        self._session = None  # rebuilt with the new threads on next use
+        return self
+
     # -------------------------------------------------------------- subclass API
     def weights_path(self):  # pragma: no cover - interface
         raise NotImplementedError

@@ -59,6 +59,7 @@ class MiniLMEncoder(TextEncoder):
     name = "minilm"
     version = "1"
     dim = 384
+    runtime_options = ("batch_size", "threads")
 
     def __init__(self, backend: str = "auto", max_length: int = 256, batch_size: int = 32, threads: int | None = None):
         if backend not in BACKENDS:
