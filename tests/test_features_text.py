@@ -176,6 +176,8 @@ def test_spec_version_mismatch_is_refused():
         encoder_from_spec(spec)
     with pytest.raises(DataError, match="not a cmhash encoder spec"):
         encoder_from_spec({"name": "bow"})
+    with pytest.raises(DataError, match="has no option 'colour'"):
+        create_text_encoder("bow", colour="red")
 
 
 def test_runtime_options_pass_through_specs_and_are_ignored_where_meaningless():

@@ -231,14 +231,26 @@ def to_rgb(image):
 
 
 # --------------------------------------------------------------------- factories
+def _build(registry: Registry, kind: str, name: str, options: dict[str, Any]):
+    factory = registry.get(name)
+    try:
+        return factory(**options)
+    except TypeError as exc:  # an option the encoder does not have: say which, not a traceback
+        msg = str(exc)
+        if "unexpected keyword argument" in msg or "multiple values" in msg:
+            bad = msg.split("argument")[-1].strip(" '\"")
+            raise DataError(f"{kind} encoder '{name}' has no option '{bad}' (its options: docs/features.md, `cmhash features encoders`)") from None
+        raise
+
+
 def create_image_encoder(name: str, **options: Any) -> ImageEncoder:
     """Build a registered image encoder, e.g. ``create_image_encoder("efficientnet-lite0")``."""
-    return IMAGE_ENCODERS.get(name)(**options)
+    return _build(IMAGE_ENCODERS, "image", name, options)
 
 
 def create_text_encoder(name: str, **options: Any) -> TextEncoder:
     """Build a registered text encoder, e.g. ``create_text_encoder("minilm")``."""
-    return TEXT_ENCODERS.get(name)(**options)
+    return _build(TEXT_ENCODERS, "text", name, options)
 
 
 def encoder_from_spec(spec: dict[str, Any], **runtime: Any) -> Encoder:
@@ -257,7 +269,7 @@ def encoder_from_spec(spec: dict[str, Any], **runtime: Any) -> Encoder:
     if kind not in ("image", "text"):
         raise DataError(f"encoder spec: kind must be 'image' or 'text', got {kind!r}")
     registry = IMAGE_ENCODERS if kind == "image" else TEXT_ENCODERS
-    encoder = registry.get(spec["name"])(**spec.get("options", {}))
+    encoder = _build(registry, kind, spec["name"], dict(spec.get("options", {})))
     encoder.set_runtime(**runtime)
     if "state" in spec:
         encoder.set_state(spec["state"])

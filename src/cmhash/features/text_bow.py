@@ -120,11 +120,11 @@ class BowEncoder(VocabularyEncoder):
 
     version = "1"
 
-    def __init__(self, weighting: str = "bow", **options: Any):
+    def __init__(self, weighting: str = "bow", min_count: int = 15, max_size: int | None = None, kind: str = "auto", use_dataset_vocabulary: bool = True):
         if weighting not in WEIGHTINGS:
             raise DataError(f"unknown weighting '{weighting}' (use {', '.join(WEIGHTINGS)})")
         self.name = weighting
-        super().__init__(**options)
+        super().__init__(min_count=min_count, max_size=max_size, kind=kind, use_dataset_vocabulary=use_dataset_vocabulary)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         self._check_fitted()
