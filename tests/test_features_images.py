@@ -300,3 +300,23 @@ def test_images_on_disk_and_in_memory_give_the_same_features(tmp_path):
     b = enc.encode([open_rgb(p) for p in paths])
     assert not fails
     np.testing.assert_array_equal(a, b)
+
+
+def test_auto_backend_falls_back_to_torch_when_export_fails(tmp_path, monkeypatch):
+    pytest.importorskip("efficientnet_lite_pytorch")
+    import cmhash.features.image_torch as it
+
+    monkeypatch.setenv("CMHASH_CACHE", str(tmp_path))  # no cached export
+    monkeypatch.setattr(it, "onnx_available", lambda: True)
+
+    def broken_export(*a, **k):
+        raise RuntimeError("exporter removed")
+
+    monkeypatch.setattr(it, "export_onnx", broken_export)
+    enc = create_image_encoder("efficientnet-lite0")
+    with pytest.warns(UserWarning, match="exporter removed"):
+        got = enc.encode([pil(4, (64, 64))])
+    assert enc.backend == "torch"
+    np.testing.assert_allclose(got, create_image_encoder("efficientnet-lite0", backend="torch").encode([pil(4, (64, 64))]), atol=0)
+    with pytest.raises(RuntimeError, match="exporter removed"):
+        create_image_encoder("efficientnet-lite0", backend="onnx").encode([pil(4, (64, 64))])

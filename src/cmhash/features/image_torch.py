@@ -47,6 +47,7 @@ class TorchImageEncoder(ImageEncoder):
             raise DataError(f"image encoder {self.name}: backend must be one of {', '.join(BACKENDS)}, got '{backend}'")
         # threads/backend change speed, not features: kept out of the spec options on purpose.
         super().__init__(**options)
+        self.auto_backend = backend == "auto"
         self.backend = ("onnx" if onnx_available() else "torch") if backend == "auto" else backend
         self.threads = threads
         self.streams = streams
@@ -61,9 +62,13 @@ class TorchImageEncoder(ImageEncoder):
         if backend is not None:
             if backend not in BACKENDS:
                 raise DataError(f"image encoder {self.name}: backend must be one of {', '.join(BACKENDS)}, got '{backend}'")
+            self.auto_backend = backend == "auto"
             self.backend = ("onnx" if onnx_available() else "torch") if backend == "auto" else backend
         super().set_runtime(**runtime)
         self._session = None  # rebuilt with the new threads on next use
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         return self
 
     # -------------------------------------------------------------- subclass API
@@ -82,13 +87,10 @@ class TorchImageEncoder(ImageEncoder):
 
     def module(self):
         if self._module is None:
-            import torch
-
             set_torch_threads(self.threads or default_threads())
             self._module = self.build_module().eval()
             for p in self._module.parameters():
                 p.requires_grad_(False)
-            del torch
         return self._module
 
     def onnx_path(self):
@@ -100,7 +102,16 @@ class TorchImageEncoder(ImageEncoder):
             path = self.onnx_path()
             if not path.exists():
                 probe = np.random.default_rng(0).standard_normal((2, 3, self.preprocess.size, self.preprocess.size)).astype(np.float32)
-                export_onnx(self.module(), probe, path)
+                try:
+                    export_onnx(self.module(), probe, path)
+                except Exception as exc:
+                    if not self.auto_backend:
+                        raise
+                    import warnings
+
+                    warnings.warn(f"{self.name}: ONNX export failed ({exc}); running eager PyTorch instead (slower, same features)", stacklevel=2)
+                    self.backend = "torch"
+                    return None
             self._session = onnx_session(path, threads=self.threads or default_threads())
         return self._session
 
@@ -123,7 +134,7 @@ class TorchImageEncoder(ImageEncoder):
         batch = np.asarray(batch, dtype=np.float32)
         if batch.ndim != 4 or batch.shape[-1] != 3:
             raise DataError(f"image encoder {self.name}: expected a (B, H, W, 3) batch, got shape {batch.shape}")
-        if self.backend == "onnx":
+        if self.backend == "onnx" and self.session() is not None:
             out = self._run_onnx(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
         else:
             import torch
