@@ -56,8 +56,8 @@ def _speed_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("speed (these change throughput, never the features)")
     g.add_argument("--batch-size", type=int, default=32, help="images per model run")
     g.add_argument("--workers", type=int, default=1, help="threads that decode and resize images while the model runs (0 = in the main thread)")
-    g.add_argument("--threads", type=int, default=None, help="intra-op threads per model run (default 1, the fastest measured on 2 cores; also $CMHASH_THREADS)")
-    g.add_argument("--streams", type=int, default=None, help="parts of each image batch run at once by ONNX models (default 2 on 2+ cores; also $CMHASH_STREAMS)")
+    g.add_argument("--threads", type=int, default=None, help="intra-op threads per model run (None = $CMHASH_THREADS or 1, the cheapest measured on 2 cores)")
+    g.add_argument("--streams", type=int, default=None, help="parts of each image batch run at once by ONNX models (None = $CMHASH_STREAMS or 2 on 2+ cores)")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
