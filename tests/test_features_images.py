@@ -248,6 +248,7 @@ def _export_tiny_cnn(path, nhwc=False):
     return net
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's legacy exporter, used to make the test model
 def test_onnx_model_by_path_pools_4d_output(tmp_path):
     pytest.importorskip("onnx")
     import torch
@@ -266,6 +267,7 @@ def test_onnx_model_by_path_pools_4d_output(tmp_path):
     np.testing.assert_allclose(again.encode(images), got, atol=0)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_onnx_model_nhwc_layout_auto_detected(tmp_path):
     pytest.importorskip("onnx")
     path = tmp_path / "nhwc.onnx"
