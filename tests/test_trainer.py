@@ -413,3 +413,37 @@ def test_reproduce_results_report_only_writes_the_document_from_existing_runs(tm
     text = doc.read_text()
     assert "## 1. MIRFlickr" in text and "| 64 | 0.805 ± 0.007 |" in text and "## 3. Ablation" in text and "DJSRH-4" in text
     assert (runs / "results.csv").read_text().count("\n") == 7
+
+
+def test_features_from_a_cmhash_feature_cache_and_encoder_specs_in_the_checkpoint(tmp_path):
+    from PIL import Image
+
+    from cmhash.data.images import FileImageStore
+    from cmhash.features import create_text_encoder, encoder_from_spec, extract_features
+    from cmhash.methods.experiment import attach_features, train_and_evaluate
+    from cmhash.data.splits import make_split
+
+    rng = np.random.default_rng(0)
+    n, y = 96, np.arange(96) % 3
+    paths = []
+    for i in range(n):
+        p = tmp_path / f"im{i}.png"
+        Image.fromarray((rng.uniform(0, 40, (20, 20, 3)) + 200 * np.eye(3)[y[i]]).astype(np.uint8)).save(p)
+        paths.append(p)
+    words = [["sea", "boat"], ["tree", "leaf"], ["car", "road"]]
+    texts = [", ".join(words[c] + ["photo"]) for c in y]
+    ds = PairedDataset(name="tinyset", ids=[f"p{i}" for i in range(n)], images=FileImageStore(paths), texts=texts, text_kind="tags",
+                       labels=np.eye(3, dtype=np.uint8)[y])
+    cache_dir = tmp_path / "cache"
+    extract_features(ds, "tiny-image", create_text_encoder("bow", min_count=1), cache_dir, progress=False)
+    with_feats = attach_features(ds, cache_dir)
+    assert with_feats.image_features.shape == (n, 16 * 16 * 3) and with_feats.meta["image_features"] == "tiny-image"
+    split = make_split(with_feats, "random", seed=0, num_query=24, num_train=64)
+    m = train_and_evaluate("djsrh", with_feats, split, 8, {"hidden": 16, "epochs": 2, "lr_image": 0.01, "lr_text": 0.01},
+                           out_dir=tmp_path / "run", run={"num_val": 0}, progress=False, tensorboard=False)
+    assert m["features"]["image_features"] == "tiny-image"
+    ck = load_checkpoint(tmp_path / "run")
+    text_encoder = encoder_from_spec(ck.meta["features"]["encoders"]["text"])  # what a search service does with a new query
+    codes = ck.encode(text_encoder.encode([texts[0]]), "text")
+    assert codes.shape == (1, 8)
+    np.testing.assert_array_equal(codes, ck.encode(with_feats.text_features[:1], "text"))

@@ -273,7 +273,10 @@ class DeepHashMethod(HashMethod):
             inputs = inputs.image_features if modality == "image" else inputs.text_features
             if inputs is None:
                 raise DataError(f"{self.name}: the dataset has no {modality} features to encode")
-        x = inputs if isinstance(inputs, torch.Tensor) else torch.as_tensor(np.asarray(inputs, dtype=np.float32))
+        if not isinstance(inputs, torch.Tensor):
+            arr = np.asarray(inputs, dtype=np.float32)
+            inputs = torch.from_numpy(arr if arr.flags.writeable else arr.copy())  # memory-mapped caches are read-only
+        x = inputs
         if x.dim() != 2:
             raise DataError(f"{self.name}: {modality} features must be 2-D (items x dims), got shape {tuple(x.shape)}")
         want = self.spec.image_dim if modality == "image" else self.spec.text_dim

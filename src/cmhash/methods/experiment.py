@@ -131,10 +131,11 @@ def attach_features(ds, features: str | Path | None = None, *, encoder: str | No
 
 
 def default_features(ds, encoder: str | None) -> str | None:
-    """The feature cache ``cmhash features`` keeps for this dataset and encoder, if one exists.
+    """The feature cache of this dataset and image encoder, if one exists, else None.
 
-    Looks in ``$CMHASH_FEATURES`` (a folder) for ``<dataset>-<encoder>.npz``, then asks the
-    feature module (when installed) for its default cache. None when nothing is found.
+    Looks in ``$CMHASH_FEATURES`` (a folder) for ``<dataset>-<encoder>.npz``, then for the
+    ready-made cache that ``cmhash features prepare <dataset>`` writes
+    (``$CMHASH_CACHE/features/<dataset>``), used when its image encoder is ``encoder``.
     """
     if not encoder:
         return None
@@ -145,17 +146,19 @@ def default_features(ds, encoder: str | None) -> str | None:
         if cand.exists():
             return str(cand)
     try:
-        from cmhash import features as F
+        from cmhash.features.cache import FeatureCache
+        from cmhash.features.prepared import features_cache_dir
     except ImportError:
         return None
-    finder = getattr(F, "default_cache_path", None)
-    if finder is None:
+    path = features_cache_dir(ds.name)
+    if not (path / "manifest.json").exists():
         return None
     try:
-        path = finder(ds, enc)
+        cache = FeatureCache.load(path)
+        name = cache.entries.get("image", {}).get("encoder", {}).get("name")
     except Exception:
         return None
-    return str(path) if path and Path(path).exists() else None
+    return str(path) if name == enc and cache.complete("image") else None
 
 
 def _match_rows(ds, ids, n_rows: int, path: Path) -> np.ndarray:
@@ -174,18 +177,25 @@ def _match_rows(ds, ids, n_rows: int, path: Path) -> np.ndarray:
 
 
 def _from_feature_cache(ds, folder: Path, encoder: str | None):
-    """Feature cache written by ``cmhash features`` (used when that module is installed)."""
-    try:
-        from cmhash import features as F  # noqa: F401
-    except ImportError:
-        F = None
-    loader = getattr(F, "load_cached", None) if F is not None else None
-    if loader is not None:
-        return loader(ds, folder, encoder=encoder)
-    npz = sorted(folder.glob("*.npz"))
-    if len(npz) == 1:
-        return attach_features(ds, npz[0], encoder=encoder)
-    raise DataError(f"{folder}: cannot read this feature cache; pass the .npz file itself (with image_features and ids)")
+    """Features from a cache folder written by ``cmhash features`` (image, and text when it has it)."""
+    manifest = folder / "manifest.json"
+    if not manifest.exists():
+        npz = sorted(folder.glob("*.npz"))
+        if len(npz) == 1:
+            return attach_features(ds, npz[0], encoder=encoder)
+        raise DataError(f"{folder}: not a feature cache (no manifest.json; create one with `cmhash features extract` or `prepare`)")
+    from cmhash.features.cache import FeatureCache
+
+    cache = FeatureCache.load(folder)
+    out = cache.apply(ds, text="text" if "text" in cache.entries else None)
+    specs = out.meta.get("encoders", {})
+    out.meta.update(
+        image_features=specs.get("image", {}).get("name", encoder),
+        features_file=str(folder),
+    )
+    if "text" in specs:
+        out.meta["text_features"] = f"{specs['text'].get('name')}-{specs['text'].get('dim')}"
+    return out
 
 
 # ---------------------------------------------------------------------------- evaluation
@@ -296,6 +306,8 @@ def train_and_evaluate(
     }
     if "vocabulary" in ds.meta:
         meta["features"]["vocabulary"] = ds.meta["vocabulary"]
+    if "encoders" in ds.meta:  # encoder specs of a feature cache: rebuild them to encode new queries
+        meta["features"]["encoders"] = ds.meta["encoders"]
     if getattr(method, "deep", False):
         config = TrainConfig(
             epochs=int(method.hparams.get("epochs", 1)),
@@ -352,7 +364,7 @@ def train_and_evaluate(
         "curves": result.get("curves"),
         "hparams": method.hparams,
         "provenance": provenance or {},
-        "features": meta["features"] if "vocabulary" not in meta["features"] else {k: v for k, v in meta["features"].items() if k != "vocabulary"},
+        "features": {k: v for k, v in meta["features"].items() if k not in ("vocabulary", "encoders")},
         "dataset_info": meta["dataset"],
         "environment": {
             "device": getattr(method, "train_info", {}).get("device", "cpu"),

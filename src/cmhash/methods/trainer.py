@@ -124,8 +124,8 @@ class FeatureSource:
     """Whole training set as tensors on the device; a batch is two index_selects."""
 
     def __init__(self, image: np.ndarray, text: np.ndarray, device: torch.device):
-        self.image = torch.as_tensor(np.ascontiguousarray(image, dtype=np.float32)).to(device)
-        self.text = torch.as_tensor(np.ascontiguousarray(text, dtype=np.float32)).to(device)
+        self.image = torch.from_numpy(np.array(image, dtype=np.float32, order="C")).to(device)  # a copy: caches are read-only
+        self.text = torch.from_numpy(np.array(text, dtype=np.float32, order="C")).to(device)
         self.device = device
 
     def __len__(self) -> int:
@@ -144,7 +144,7 @@ class ImageSource:
         from cmhash.methods.imagedata import AugmentedImages
 
         self.dataset = AugmentedImages(images, backbone, seed)
-        self.text = torch.as_tensor(np.ascontiguousarray(text, dtype=np.float32))
+        self.text = torch.from_numpy(np.array(text, dtype=np.float32, order="C"))
         self.device = device
         self.num_workers = int(num_workers)
 
