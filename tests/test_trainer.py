@@ -335,7 +335,7 @@ def test_results_doc_is_generated_from_runs(tmp_path):
     extra = [dict(r, seed=r["seed"] + 3, t2i=r["t2i"] + 0.01) for r in rows if r["variant"] == "djsrh" and r["bits"] == 16]
     path = write_results_doc(rows + extra, tmp_path / "results.md", ref, main_seeds=[0, 1, 2])
     text = path.read_text()
-    assert "Seed variance" in text and "| 16 | T→I | 6 |" in text and "3 seed(s)" in text
+    assert "Seed variance on MIRFlickr" in text and "| 16 | T→I | 6 |" in text and "3 seed(s)" in text
     assert "# DJSRH results" in text and "DJSRH, 80 epochs" in text and "cells reach it" in text
     assert "beats independent reference CMFH" in text and "lower in 3 of 3 seeds" in text and "s/epoch" in text
 
@@ -408,7 +408,8 @@ def test_reproduce_results_report_only_writes_the_document_from_existing_runs(tm
             }))
     doc = tmp_path / "results.md"
     args = ["reproduce", "results", "--data", str(tmp_path / "data"), "--mir-features", "x.npz", "--seeds", "0,1", "--bits", "64",
-            "--ablation-bits", "64", "--out", str(runs), "--doc", str(doc), "--report-only", "--reference", str(tmp_path)]
+            "--ablation-bits", "64", "--out", str(runs), "--doc", str(doc), "--report-only", "--reference", str(tmp_path),
+            "--variance", "mirflickr:64:0-3"]
     assert cli(args) == 0
     text = doc.read_text()
     assert "## 1. MIRFlickr" in text and "| 64 | 0.805 ± 0.007 |" in text and "## 3. Ablation" in text and "DJSRH-4" in text

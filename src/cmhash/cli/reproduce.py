@@ -71,11 +71,37 @@ def register(sub) -> None:
     r.add_argument("--mir-features", required=True, help="MIRFlickr image features (.npz or feature cache)")
     r.add_argument("--bits", default="16,32,64,128")
     r.add_argument("--ablation-bits", default="64")
-    r.add_argument("--variance-seeds", default="", help="extra seeds for a seed-variance check on MIRFlickr (e.g. 0,1,2,3,4,5)")
-    r.add_argument("--variance-bits", default="16", help="code lengths of the seed-variance check")
+    r.add_argument(
+        "--variance",
+        action="append",
+        metavar="DATASET:BITS:SEEDS",
+        help="extra seeds for a seed-variance check, e.g. mirflickr:16,32:0-5 or wiki:16,32,64,128:0-9 (repeatable)",
+    )
     r.add_argument("--doc", default="docs/results.md", help="markdown file to write")
     r.set_defaults(func=run_results)
     p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
+
+
+def _variance_spec(spec: str) -> tuple[str, str, str]:
+    from cmhash.errors import CmhashError
+
+    parts = spec.split(":")
+    if len(parts) != 3 or parts[0] not in ("mirflickr", "wiki"):
+        raise CmhashError(f"--variance expects DATASET:BITS:SEEDS with DATASET mirflickr or wiki, e.g. wiki:64,128:0-9; got '{spec}'")
+    return parts[0], parts[1], parts[2]
+
+
+def _seed_range(text: str) -> list[int]:
+    """'0-9' or '3,4,5'."""
+    from cmhash.errors import CmhashError
+
+    if "-" in text:
+        lo, _, hi = text.partition("-")
+        try:
+            return list(range(int(lo), int(hi) + 1))
+        except ValueError:
+            raise CmhashError(f"seed range must look like 0-9, got '{text}'") from None
+    return _seeds(text)
 
 
 def _ints(text: str) -> list[int]:
@@ -211,12 +237,16 @@ def run_results(args) -> int:
     mir_cells = R.plan(args.method, "mirflickr", bits, seeds)
     abl_cells = R.plan(args.method, "mirflickr", _ints(args.ablation_bits), seeds, _variants("all", args.method))
     abl_cells = [c for c in abl_cells if c not in set(mir_cells)]
-    var_cells = R.plan(args.method, "mirflickr", _ints(args.variance_bits), _seeds(args.variance_seeds)) if args.variance_seeds else []
-    var_cells = [c for c in var_cells if c not in set(mir_cells)]
+    var_mir, var_wiki = [], []
+    for spec in args.variance or []:
+        ds_name, bits_text, seeds_text = _variance_spec(spec)
+        cells = R.plan(args.method, ds_name, _ints(bits_text), _seed_range(seeds_text))
+        (var_wiki if ds_name == "wiki" else var_mir).extend(c for c in cells if c not in set(mir_cells) | set(wiki_cells))
     cmfh = "cmfh" in METHODS
     status = 0
     mir = (str(data / "mirflickr25k"), args.mir_features)
-    groups = [(wiki_cells, str(data / "wikipedia"), None), (mir_cells, *mir), (abl_cells, *mir), (var_cells, *mir)]
+    wiki = (str(data / "wikipedia"), None)
+    groups = [(wiki_cells, *wiki), (mir_cells, *mir), (abl_cells, *mir), (var_mir, *mir), (var_wiki, *wiki)]
     if cmfh:
         groups.append((R.plan("cmfh", "mirflickr", bits, seeds), str(data / "mirflickr25k"), args.mir_features))
         groups.append((R.plan("cmfh", "wiki", bits, seeds), str(data / "wikipedia"), None))
