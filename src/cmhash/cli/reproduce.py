@@ -29,8 +29,9 @@ examples:
 EPILOG_RESULTS = """\
 examples:
   # the one command that regenerates docs/results.md (hours of CPU the first time; resumable)
-  cmhash reproduce results --data ../shared/data --mir-features mir_effnet_lite0.npz \\
-      --seeds 0,1,2 --jobs 2 --out runs --doc docs/results.md
+  cmhash reproduce results --data ../shared/data --mir-features ~/.cache/cmhash/features/mirflickr \\
+      --seeds 0,1,2 --jobs 2 --out runs --doc docs/results.md \\
+      --variance mirflickr:16,32:0-5 --variance wiki:16,32,64,128:0-9
 """
 
 
@@ -258,6 +259,10 @@ def run_results(args) -> int:
     R.write_csv(rows, root / "results.csv")
     for ds in ("wiki", "mirflickr"):
         R.plot_curves(rows, ds, root / ds / f"curves_{args.method}.png", args.method)
-    doc = write_results_doc(rows, Path(args.doc), R.require_reference(args.reference), main_seeds=seeds)
+    import shlex
+    import sys
+
+    command = "cmhash " + shlex.join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith(("cmhash", "__main__.py")) else None
+    doc = write_results_doc(rows, Path(args.doc), R.require_reference(args.reference), main_seeds=seeds, command=command)
     print(f"wrote {doc}; runs under {root}; CSV {root / 'results.csv'}")
     return status
