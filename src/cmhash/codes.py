@@ -50,7 +50,7 @@ def to_bits(codes, what: str = "codes") -> np.ndarray:
     bad = np.argwhere(~np.isin(codes, (-1, 0, 1)))
     if len(bad):
         r, c = bad[0]
-        raise DataError(f"{what}: row {r}, bit {c} is {codes[r, c]!r}; codes must be +-1 or 0/1")
+        raise DataError(f"{what}: row {r}, bit {c} is {codes[r, c].item()!r}; codes must be +-1 or 0/1")
     r, c = np.argwhere(codes == 0)[0]
     raise DataError(f"{what}: mixes -1 and 0 (row {r}, bit {c} is 0); codes must be either +-1 or 0/1, not both")
 

@@ -130,7 +130,8 @@ def run(args) -> int:
         line = [r["rank"], r["id"], r["distance"]] + ([r["matched"]] if target == "both" else [])
         for c in extra:
             value = r.get(c)
-            line.append(_short(", ".join(map(str, value)) if isinstance(value, list) else value))
+            value = ", ".join(map(str, value)) if isinstance(value, list) else value
+            line.append(value if c == "image" else _short(value))  # paths stay whole, to be copied
         table.append(line)
     print(format_table(headers, table))
     return 0

@@ -13,6 +13,10 @@ Results agree with the numpy and faiss backends: distances exactly, and ids too 
 Milvus's order among equal distances is arbitrary, so each query fetches a few extra hits, sorts
 by (distance, insertion stamp) and fetches more when ties straddle the k-th place (up to Milvus's
 16384-hit limit). The token comes from ``token=`` or the ``CMHASH_MILVUS_TOKEN`` variable.
+
+Consistency: reads use Milvus's "Session" level by default (this client always sees its own
+writes; a "Strong" read waits ~0.2 s for a time tick on every call); opening an existing
+collection does one "Strong" read first so that it sees everything written before.
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ class MilvusIndex(BinaryIndex):
         id_type: str | None = None,
         max_id_length: int = 512,
         if_exists: str = "error",
-        consistency_level: str = "Strong",
+        consistency_level: str = "Session",
         insert_batch: int = 50_000,
         timeout: float = 120.0,
         **options: Any,
@@ -137,7 +141,22 @@ class MilvusIndex(BinaryIndex):
             raise DataError(f"Milvus collection '{self.collection_name}' uses {info.get('id_type')} ids, not {self.id_kind}")
         self.id_kind = info.get("id_type")
         self._col = col
-        col.load(timeout=self.timeout)
+        self._load()
+        # catch up once with everything written before (by any client); later reads are "Session":
+        # they see this client's own writes without waiting a time tick on every call
+        self._catch_up()
+
+    def _load(self) -> None:
+        """Load the collection for search, polling briskly (pymilvus's own wait sleeps 0.5 s per check)."""
+        self._col.load(timeout=self.timeout, _async=True)
+        deadline = time.time() + self.timeout
+        while True:
+            progress = self._pm.utility.loading_progress(self.collection_name, using=self._alias)
+            if str(progress.get("loading_progress", "")).startswith("100"):
+                return
+            if time.time() > deadline:
+                raise CmhashError(f"Milvus collection '{self.collection_name}' did not load within {self.timeout:.0f} s")
+            time.sleep(0.05)
 
     def _create(self, id_kind: str) -> None:
         pm = self._pm
@@ -156,8 +175,8 @@ class MilvusIndex(BinaryIndex):
         col = pm.Collection(self.collection_name, schema, using=self._alias, consistency_level=self.consistency_level)
         params = {"nlist": self.nlist} if self.index_type == "BIN_IVF_FLAT" else {}
         col.create_index("vec", {"index_type": self.index_type, "metric_type": "HAMMING", "params": params}, timeout=self.timeout)
-        col.load(timeout=self.timeout)
         self._col = col
+        self._load()
 
     # ----------------------------------------------------------- helpers
     def options(self) -> dict[str, Any]:
@@ -246,7 +265,13 @@ class MilvusIndex(BinaryIndex):
         present = np.asarray([v for v in arr.tolist() if v in existing], dtype=arr.dtype)
         for start in range(0, len(present), _IN_CHUNK):
             self._col.delete(self._expr(present[start : start + _IN_CHUNK]), timeout=self.timeout)
+        if len(present):
+            self._catch_up()  # Milvus 2.3 returns no timestamp for a delete, so a Session read could miss it
         return len(present)
+
+    def _catch_up(self) -> None:
+        """One Strong read: wait until the server has applied every write made so far."""
+        self._col.query("", output_fields=["count(*)"], consistency_level="Strong", timeout=self.timeout)
 
     def contains(self, ids) -> np.ndarray:
         arr = self._norm(ids)
