@@ -88,6 +88,7 @@ def build_index(
         raise DataError("no codes to index: give image codes, text codes or both")
     index = CrossModalIndex.create(backend, bits, modalities=modalities, info=info, **options)
     _add_in_batches(index, ids, {m: codes[m] for m in modalities}, metadata, progress)
+    index.flush()  # Milvus: sealed and indexed before anyone searches it
     return index
 
 

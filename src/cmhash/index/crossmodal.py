@@ -228,6 +228,12 @@ class CrossModalIndex:
             indexes[m] = factory._from_state(sub, sections, prefix=f"{m}/", **overrides)
         return cls(indexes, manifest.get("info"))
 
+    def flush(self) -> None:
+        """Make remote backends durable and indexed (Milvus); nothing to do in-process."""
+        for ix in self.indexes.values():
+            if hasattr(ix, "flush"):
+                ix.flush()
+
     def close(self) -> None:
         for ix in self.indexes.values():
             ix.close()

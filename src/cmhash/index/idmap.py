@@ -36,7 +36,7 @@ def normalize_ids(ids, kind: str | None = None, what: str = "ids") -> np.ndarray
     if arr.dtype.kind in "iu":
         if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
             raise DataError(f"{what}: integer ids must fit in int64")
-        arr, got = arr.astype(np.int64), "int"
+        arr, got = arr.astype(np.int64, copy=False), "int"
     elif arr.dtype.kind == "U":
         got = "str"
     elif arr.dtype.kind == "S":

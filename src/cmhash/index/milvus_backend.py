@@ -353,12 +353,16 @@ class MilvusIndex(BinaryIndex):
         return out
 
     def flush(self, wait_index: bool = True) -> None:
-        """Seal the inserted data (durable, and indexed by BIN_IVF_FLAT); optionally wait for the index."""
+        """Seal the inserted data (durable). With ``wait_index``, also wait until the sealed
+        segments are indexed and reload the collection so that searches use the index (until
+        then Milvus scans new segments brute force: exact, but not the IVF speed)."""
         if self._col is None:
             return
         self._col.flush(timeout=self.timeout)
         if wait_index:
             self._pm.utility.wait_for_index_building_complete(self.collection_name, using=self._alias, timeout=self.timeout)
+            self._col.release(timeout=self.timeout)
+            self._load()
 
     def drop(self) -> None:
         """Delete the Milvus collection (the data is gone)."""
