@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cmhash.data.dataset import DroppedPair, LoadReport, PairedDataset
-from cmhash.data.images import FileImageStore, HDF5ImageStore, ImageStore
+from cmhash.data.images import ArrayImageStore, FileImageStore, HDF5ImageStore, ImageStore
 from cmhash.errors import MissingFileError
 from cmhash.registry import Registry
 
@@ -32,20 +32,49 @@ SOURCES: Registry = Registry(
 def load_dataset(name: str, root: str | Path | None = None, *, strict: bool = False, **options: Any) -> PairedDataset:
     """Load a dataset by source name. ``strict`` fails on the first missing/unreadable image."""
     loader = SOURCES.get(name)
-    if root is not None and name != "synthetic":
-        root = Path(root)
+    if name != "synthetic":
+        if root is None:
+            raise MissingFileError(f"source '{name}' needs the folder that holds its files (root; CLI: --root PATH)")
+        root = Path(root).expanduser()
         if not root.exists():
             raise MissingFileError(f"{root}: data root does not exist (source '{name}')")
     return loader(root, strict=strict, **options)
 
 
+def source_options(name: str) -> list[str]:
+    """The options a source takes (keyword-only parameters of its loader(s), ``strict`` aside)."""
+    import inspect
+
+    loader = SOURCES.get(name)
+    funcs = getattr(loader, "options_from", None)
+    funcs = funcs() if callable(funcs) else (loader,)
+    out: list[str] = []
+    for fn in funcs:
+        for p in inspect.signature(fn).parameters.values():
+            if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "strict" and p.name not in out:
+                out.append(p.name)
+    return out
+
+
+def describe_sources() -> dict[str, str]:
+    """Source name -> one-line description (the first line of the loader's docstring)."""
+    out = {}
+    for name in SOURCES.names():
+        doc = (SOURCES.get(name).__doc__ or "").strip().splitlines()
+        out[name] = doc[0].strip() if doc else ""
+    return out
+
+
 __all__ = [
     "SOURCES",
     "load_dataset",
+    "describe_sources",
+    "source_options",
     "PairedDataset",
     "LoadReport",
     "DroppedPair",
     "ImageStore",
     "FileImageStore",
+    "ArrayImageStore",
     "HDF5ImageStore",
 ]

@@ -231,6 +231,7 @@ class PairedDataset:
                     "max": int(per_pair.max()) if len(per_pair) else 0,
                 },
                 "pairs_without_label": int((per_pair == 0).sum()),
+                "labels_without_pairs": int((per_label == 0).sum()),
             }
         if self.report is not None:
             out["load_report"] = self.report.to_dict()

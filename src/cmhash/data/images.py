@@ -8,7 +8,6 @@ search results. Stores never modify their source files.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -57,24 +56,83 @@ class FileImageStore(ImageStore):
         return FileImageStore([self.paths[int(j)] for j in np.asarray(indices)])
 
 
+def open_h5_readonly(path: str | os.PathLike):
+    """Open an HDF5 file for reading without taking a file lock.
+
+    Read-only or network mounts (NFS, Lustre) often refuse HDF5's lock ("unable to lock file");
+    a dataset is only ever read here, so the lock buys nothing.
+    """
+    import h5py
+
+    try:
+        return h5py.File(path, "r", locking=False)
+    except TypeError:  # pragma: no cover - h5py < 3.5
+        return h5py.File(path, "r")
+
+
+def _check_layout(layout: str, where: str) -> str:
+    lay = layout.upper()
+    if sorted(lay) not in (sorted("HWC"), sorted("HW")):
+        raise DataError(f"{where}: image layout '{layout}' must be a permutation of HWC (or HW for grey images)")
+    return lay
+
+
+def array_to_pil(item: np.ndarray, layout: str):
+    """One stored image (axes in ``layout`` order) -> RGB PIL image; 1-channel and float data handled."""
+    from PIL import Image
+
+    item = np.asarray(item)
+    if len(layout) == 2:
+        hwc = np.transpose(item, [layout.index(c) for c in "HW"])[:, :, None]
+    else:
+        hwc = np.transpose(item, [layout.index(c) for c in "HWC"])
+    if hwc.dtype != np.uint8:
+        hwc = np.clip(hwc, 0, 255).astype(np.uint8)
+    hwc = np.ascontiguousarray(hwc)
+    if hwc.shape[2] == 1:
+        return Image.fromarray(hwc[:, :, 0]).convert("RGB")
+    return Image.fromarray(hwc).convert("RGB")
+
+
+class ArrayImageStore(ImageStore):
+    """Images held in memory as one (N, ...) uint8 array, e.g. a small v5 ``IAll`` loaded by scipy."""
+
+    def __init__(self, array: np.ndarray, layout: str = "HWC", name: str = "array", rows: Sequence[int] | None = None):
+        self.array = array
+        self.layout = _check_layout(layout, name)
+        if array.ndim != len(self.layout) + 1:
+            raise DataError(f"{name}: image array of shape {array.shape} does not match layout {self.layout}")
+        self.name = name
+        self.rows = np.arange(len(array), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def ref(self, i: int) -> str:
+        return f"{self.name}[{int(self.rows[i])}]"
+
+    def load(self, i: int):
+        return array_to_pil(self.array[int(self.rows[i])], self.layout)
+
+    def subset(self, indices) -> "ArrayImageStore":
+        return ArrayImageStore(self.array, self.layout, self.name, self.rows[np.asarray(indices, dtype=np.int64)])
+
+
 class HDF5ImageStore(ImageStore):
     """Raw uint8 images stored in an HDF5 (MATLAB v7.3) array, as in DJSRH's ``*-iall.mat``.
 
-    ``layout`` names the axis order of one stored item, e.g. ``"CWH"`` for the DCMH/DJSRH files
-    (read with ``np.transpose(IAll[idx], (2, 1, 0))`` to get HWC).
+    ``layout`` names the axis order of one stored item as h5py sees it, e.g. ``"CWH"`` for the
+    DCMH/DJSRH files (MATLAB's H x W x C x N stack read back as N x C x W x H; DJSRH uses
+    ``np.transpose(IAll[idx], (2, 1, 0))`` to get HWC).
     """
 
     def __init__(self, path: str | os.PathLike, variable: str, rows: Sequence[int] | None = None, layout: str = "CWH"):
         self.path = str(path)
         self.variable = variable
-        self.layout = layout.upper()
-        if sorted(self.layout) != sorted("HWC"):
-            raise DataError(f"{self.path}: image layout '{layout}' must be a permutation of HWC")
+        self.layout = _check_layout(layout, self.path)
         self._h5 = None
         if rows is None:
-            import h5py
-
-            with h5py.File(self.path, "r") as fh:
+            with open_h5_readonly(self.path) as fh:
                 if variable not in fh:
                     raise DataError(f"{self.path}: no variable '{variable}' (found: {', '.join(fh.keys())})")
                 n = fh[variable].shape[0]
@@ -88,9 +146,7 @@ class HDF5ImageStore(ImageStore):
 
     def _array(self):
         if self._h5 is None:
-            import h5py
-
-            self._h5 = h5py.File(self.path, "r")
+            self._h5 = open_h5_readonly(self.path)
         return self._h5[self.variable]
 
     def __len__(self) -> int:
@@ -100,14 +156,13 @@ class HDF5ImageStore(ImageStore):
         return f"{self.path}:{self.variable}[{int(self.rows[i])}]"
 
     def load(self, i: int):
-        from PIL import Image
+        return array_to_pil(self._array()[int(self.rows[i])], self.layout)
 
-        item = np.asarray(self._array()[int(self.rows[i])])
-        order = [self.layout.index(c) for c in "HWC"]
-        hwc = np.ascontiguousarray(np.transpose(item, order))
-        if hwc.dtype != np.uint8:
-            hwc = np.clip(hwc, 0, 255).astype(np.uint8)
-        return Image.fromarray(hwc).convert("RGB")
+    def close(self) -> None:
+        """Close the HDF5 handle (it is reopened on the next load)."""
+        if self._h5 is not None:
+            self._h5.close()
+            self._h5 = None
 
     def subset(self, indices) -> "HDF5ImageStore":
         out = HDF5ImageStore.__new__(HDF5ImageStore)

@@ -184,6 +184,8 @@ def random_split(n: int, seed: int | None = 0, num_query: int = 2000, num_train:
         train = database if num_train is None else np.sort(rng.permutation(database)[: min(num_train, len(database))])
         return query, database, train
     uniq, inverse = np.unique(np.asarray(groups), return_inverse=True)
+    if num_query >= len(uniq):
+        raise DataError(f"random split: {num_query} query groups requested but the dataset has only {len(uniq)} groups (images); --num-query counts groups here")
     gq, gd, gt = random_split(len(uniq), seed, num_query, num_train)
     members = lambda g: np.flatnonzero(np.isin(inverse, g))  # noqa: E731
     return members(gq), members(gd), members(gt)

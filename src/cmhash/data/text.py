@@ -100,11 +100,22 @@ class Vocabulary:
         return write_json(path, self.to_dict(), indent=None)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Vocabulary":
-        d = read_json(path)
+    def from_dict(cls, d: dict, where: str = "vocabulary") -> "Vocabulary":
+        """Rebuild a vocabulary from :meth:`to_dict` output (e.g. ``dataset.meta["vocabulary"]``)."""
         if not isinstance(d, dict) or d.get("format") != "cmhash-vocabulary":
-            raise DataError(f"{path}: not a cmhash vocabulary file")
+            raise DataError(f"{where}: not a cmhash vocabulary (no \"format\": \"cmhash-vocabulary\")")
+        if int(d.get("version", 0)) > FORMAT_VERSION:
+            raise DataError(f"{where}: vocabulary format version {d.get('version')} is newer than this cmhash reads ({FORMAT_VERSION}); upgrade cmhash")
+        for key in ("tokens", "doc_freq", "num_docs"):
+            if key not in d:
+                raise DataError(f"{where}: missing field '{key}'")
+        if len(set(d["tokens"])) != len(d["tokens"]):
+            raise DataError(f"{where}: duplicate tokens")
         return cls(d["tokens"], d["doc_freq"], d["num_docs"], d.get("kind", "tags"), d.get("min_count", 1))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Vocabulary":
+        return cls.from_dict(read_json(path), where=str(path))
 
     def fingerprint(self) -> str:
         import hashlib
@@ -117,4 +128,23 @@ def idf_weights(vocab: Vocabulary) -> np.ndarray:
     return (np.log((1.0 + vocab.num_docs) / (1.0 + vocab.doc_freq)) + 1.0).astype(np.float32)
 
 
-__all__ = ["tokenize", "Vocabulary", "idf_weights"]
+def tfidf_matrix(counts: np.ndarray) -> np.ndarray:
+    """TF-IDF of a ready-made bag-of-words matrix (e.g. ``YAll`` from a .mat file), rows l2-normalised.
+
+    Document frequencies are taken from the matrix itself (its rows are the documents), with the
+    same smoothed IDF as :meth:`Vocabulary.transform`.
+    """
+    counts = np.asarray(counts, dtype=np.float32)
+    if counts.ndim != 2:
+        raise DataError(f"tfidf: expected a 2-D (texts x words) matrix, got shape {counts.shape}")
+    if (counts < 0).any():
+        raise DataError("tfidf: bag-of-words counts must be non-negative")
+    df = (counts > 0).sum(axis=0)
+    idf = (np.log((1.0 + counts.shape[0]) / (1.0 + df)) + 1.0).astype(np.float32)
+    out = counts * idf
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    np.divide(out, norms, out=out, where=norms > 0)
+    return out
+
+
+__all__ = ["tokenize", "Vocabulary", "idf_weights", "tfidf_matrix"]

@@ -1,15 +1,20 @@
-"""MIRFlickr-25K, cleaned 20,015-pair set, in the widely circulated ``all_*.txt`` format.
+"""MIRFlickr-25K, cleaned 20,015-pair set: the ``all_*.txt`` format or the DJSRH/DCMH ``.mat`` files.
 
-Files under ``root``: ``all_imgs.txt`` (``mirflickr/imN.jpg`` per line), ``all_tags.txt``
-(comma-separated raw tags), ``all_labels.txt`` (24 space-separated 0/1 flags), optional
-``label_names_24.txt``; images are matched on file name inside ``images_dir`` (default: the first
-of ``images128/``, ``images/``, ``mirflickr/`` that exists). Line i of each file is pair i.
+``all_*.txt`` format, files under ``root``: ``all_imgs.txt`` (``mirflickr/imN.jpg`` per line),
+``all_tags.txt`` (comma-separated raw tags), ``all_labels.txt`` (24 space-separated 0/1 flags),
+optional ``label_names_24.txt``. Line i of each file is pair i. Images are matched on file name
+inside ``images_dir`` (default: the first of ``images128/``, ``images/``, ``mirflickr/`` that
+exists). Without ``all_imgs.txt`` the ``.mat`` layouts are read instead (see
+:mod:`.mirflickr_mat`); ``format`` forces one (``txt`` or ``mat``).
 
-Text features: by default the binary tag bag-of-words over tags present in at least ``min_count``
-(15) of *all listed* lines, i.e. the standard 1,386-d vector, built before any pair is dropped.
+Text: raw tags (``texts``, ``text_kind="tags"``) plus, by default, the binary tag bag-of-words
+over tags present in at least ``min_count`` (15) of *all listed* lines, i.e. the standard 1,386-d
+vector, built before any pair is dropped (``text_features``: bow, count, tfidf or none;
+``vocabulary``: a saved vocabulary to use instead).
 
-Policy for rows without any label: dropped and reported (reason ``no_labels``), since such a
-query can have no relevant item; ``keep_unlabeled=True`` keeps them.
+Policies: missing/unreadable images are dropped and reported (``strict`` fails on the first);
+pairs without any label are dropped (``no_labels``; ``keep_unlabeled`` keeps them); pairs whose
+tag line is empty are dropped (``no_text``).
 """
 
 from __future__ import annotations
@@ -21,87 +26,74 @@ import numpy as np
 from cmhash.data import SOURCES
 from cmhash.data.dataset import LoadReport, PairedDataset
 from cmhash.data.images import FileImageStore
-from cmhash.data.text import Vocabulary
+from cmhash.data.sources._common import (
+    ImageChecker,
+    as_bool,
+    check_options,
+    choice,
+    featurize_texts,
+    find_first,
+    first_duplicate,
+    finish_report,
+    read_lines,
+    text_meta,
+)
 from cmhash.errors import DataError, MissingFileError
 
 IMAGE_DIR_CANDIDATES = ("images128", "images", "mirflickr")
 TXT_FILES = ("all_imgs.txt", "all_tags.txt", "all_labels.txt")
-
-
-def _read_lines(path: Path) -> list[str]:
-    if not path.exists():
-        raise MissingFileError(f"{path}: not found")
-    with open(path, encoding="utf-8") as fh:
-        lines = fh.read().splitlines()
-    while lines and not lines[-1].strip():
-        lines.pop()
-    return lines
+LABEL_NAME_FILES = ("label_names_24.txt", "label_names.txt")
 
 
 def read_labels_txt(path: Path) -> np.ndarray:
     """Space-separated 0/1 flags per line -> uint8 matrix; errors name the line."""
     rows = []
     width = None
-    for lineno, line in enumerate(_read_lines(path), 1):
+    for lineno, line in enumerate(read_lines(path, "label file"), 1):
         fields = line.split()
         try:
-            vals = [int(float(f)) for f in fields]
+            vals = [float(f) for f in fields]
         except ValueError:
             raise DataError(f"{path}, line {lineno}: labels must be numbers, got {line!r}") from None
         if width is None:
             width = len(vals)
+            if width == 0:
+                raise DataError(f"{path}, line 1: no label values")
         if len(vals) != width:
-            raise DataError(f"{path}, line {lineno}: {len(vals)} label columns, expected {width}")
-        if any(v not in (0, 1) for v in vals):
+            raise DataError(f"{path}, line {lineno}: {len(vals)} label columns, expected {width} (as on line 1)")
+        if any(v not in (0.0, 1.0) for v in vals):
             raise DataError(f"{path}, line {lineno}: labels must be 0/1, got {line!r}")
         rows.append(vals)
+    if not rows:
+        raise DataError(f"{path}: no label lines")
     return np.asarray(rows, dtype=np.uint8)
 
 
-def find_image_dir(root: Path, images_dir: str | None) -> Path | None:
-    if images_dir:
-        p = Path(images_dir)
-        p = p if p.is_absolute() else root / p
-        if not p.is_dir():
-            raise MissingFileError(f"{p}: image folder not found")
-        return p
-    for cand in IMAGE_DIR_CANDIDATES:
-        if (root / cand).is_dir():
-            return root / cand
-    return None
-
-
-def text_features_for(texts_all: list[str], kept: np.ndarray, text_features: str | None, min_count: int, vocabulary: str | None, kind: str = "tags"):
-    """Build (or load) the vocabulary over all listed texts and featurise the kept rows."""
-    if text_features in (None, "none", "raw"):
-        return None, None
-    if text_features not in ("bow", "tfidf", "count"):
-        raise DataError(f"unknown text_features '{text_features}' (use bow, tfidf, count or none)")
-    vocab = Vocabulary.load(vocabulary) if vocabulary else Vocabulary.build(texts_all, min_count=min_count, kind=kind)
-    weighting = {"bow": "binary", "tfidf": "tfidf", "count": "count"}[text_features]
-    feats = vocab.transform([texts_all[i] for i in kept], weighting=weighting)
-    return feats, vocab
-
-
-def check_image(path: Path, check: str) -> str | None:
-    """Return a drop reason for ``path`` or None. ``check``: exists | open | none."""
-    if check == "none":
-        return None
-    if not path.exists():
-        return "missing_image"
-    if check == "open":
-        from PIL import Image
-
-        try:
-            with Image.open(path) as im:
-                im.size  # header parsed
-        except Exception:
-            return "unreadable_image"
-    return None
-
-
 @SOURCES.register("mirflickr")
-def load_mirflickr(
+def load_mirflickr(root, *, strict: bool = False, format: str = "auto", **options) -> PairedDataset:
+    """MIRFlickr-25K: all_imgs/all_tags/all_labels.txt + image folder, or the DJSRH/DCMH .mat files; 24 labels."""
+    root = Path(root)
+    fmt = choice(format, "format", ("auto", "txt", "mat"))
+    if fmt == "auto":
+        from cmhash.data.sources import mirflickr_mat
+
+        if (root / "all_imgs.txt").is_file():
+            fmt = "txt"
+        elif mirflickr_mat.has_files(root):
+            fmt = "mat"
+        else:
+            raise MissingFileError(
+                f"{root}: no MIRFlickr files found: expected all_imgs.txt/all_tags.txt/all_labels.txt "
+                "(+ an image folder) or the .mat files mirflickr25k-iall.mat/-yall.mat/-lall.mat or FLICKR-25K.mat"
+            )
+    if fmt == "mat":
+        from cmhash.data.sources.mirflickr_mat import load_mirflickr_mat
+
+        return load_mirflickr_mat(root, strict=strict, **options)
+    return load_mirflickr_txt(root, strict=strict, **options)
+
+
+def load_mirflickr_txt(
     root,
     *,
     strict: bool = False,
@@ -110,66 +102,75 @@ def load_mirflickr(
     min_count: int = 15,
     vocabulary: str | None = None,
     check_images: str = "open",
-    keep_unlabeled: bool = False,
-    require_images: bool = True,
+    keep_unlabeled=False,
+    label_names: str | None = None,
     **unused,
 ) -> PairedDataset:
     """Load MIRFlickr from the all_*.txt files; see the module docstring."""
-    if unused:
-        raise DataError(f"mirflickr: unknown option(s) {', '.join(sorted(unused))}")
+    check_options("mirflickr (all_*.txt format)", load_mirflickr_txt, unused)
     root = Path(root)
-    if not (root / "all_imgs.txt").exists():
-        from cmhash.data.sources import mirflickr_mat  # .mat layouts, if present
-
-        return mirflickr_mat.load_mirflickr_mat(root, strict=strict, text_features=text_features, keep_unlabeled=keep_unlabeled)
-    imgs, tags = (_read_lines(root / f) for f in TXT_FILES[:2])
+    keep_unlabeled = as_bool(keep_unlabeled, "keep_unlabeled")
+    imgs, tags = (read_lines(root / f, f"MIRFlickr {f}") for f in TXT_FILES[:2])
     labels = read_labels_txt(root / "all_labels.txt")
     if not (len(imgs) == len(tags) == len(labels)):
         raise DataError(
-            f"{root}: all_imgs.txt has {len(imgs)} lines, all_tags.txt {len(tags)}, all_labels.txt {len(labels)}; they must match"
+            f"{root}: all_imgs.txt has {len(imgs)} lines, all_tags.txt {len(tags)}, all_labels.txt {len(labels)}; "
+            "they must match (line i of each file is pair i)"
         )
-    names_file = root / "label_names_24.txt"
-    label_names = [l.strip() for l in _read_lines(names_file)] if names_file.exists() else None
-    if label_names is not None and len(label_names) != labels.shape[1]:
-        raise DataError(f"{names_file}: {len(label_names)} names for {labels.shape[1]} label columns")
+    names_file = find_first(root, LABEL_NAME_FILES, "label-name file", label_names, required=False)
+    names = [l.strip() for l in read_lines(names_file) if l.strip()] if names_file else None
+    if names is not None and len(names) != labels.shape[1]:
+        raise DataError(f"{names_file}: {len(names)} names for {labels.shape[1]} label columns in all_labels.txt")
+    img_dir = find_first(root, IMAGE_DIR_CANDIDATES, "image folder", images_dir, kind="dir")
 
     report = LoadReport("mirflickr", n_listed=len(imgs))
-    img_dir = find_image_dir(root, images_dir)
-    if img_dir is None and require_images:
-        raise MissingFileError(f"{root}: no image folder found (looked for {', '.join(IMAGE_DIR_CANDIDATES)}); pass images_dir")
-    keep, paths = [], []
-    for i, rel in enumerate(imgs):
-        name = Path(rel.strip()).name
-        if not keep_unlabeled and labels[i].sum() == 0:
-            report.drop(i, name, "no_labels")
-            continue
-        if img_dir is not None:
-            path = img_dir / name
-            reason = check_image(path, check_images)
-            if reason:
-                if strict:
-                    raise MissingFileError(f"mirflickr: image {path} (line {i + 1} of all_imgs.txt) is {reason.replace('_', ' ')} (--strict)")
-                report.drop(i, name, reason, str(path))
+    checker = ImageChecker("mirflickr", report, strict=strict, check=check_images, total=len(imgs))
+    keep, paths, ids = [], [], []
+    try:
+        for i, rel in enumerate(imgs):
+            name = Path(rel.strip().replace("\\", "/")).name
+            if not name:
+                raise DataError(f"{root / 'all_imgs.txt'}, line {i + 1}: empty image name")
+            pid = Path(name).stem
+            if not keep_unlabeled and labels[i].sum() == 0:
+                report.drop(i, pid, "no_labels", f"all_labels.txt line {i + 1}")
                 continue
+            if not tags[i].strip():
+                report.drop(i, pid, "no_text", f"all_tags.txt line {i + 1} is empty")
+                continue
+            path = img_dir / name
+            if not checker(i, pid, path, f"line {i + 1} of all_imgs.txt"):
+                continue
+            keep.append(i)
             paths.append(path)
-        keep.append(i)
+            ids.append(pid)
+    finally:
+        checker.close()
     kept = np.asarray(keep, dtype=np.int64)
-    report.n_kept = len(kept)
-    if report.dropped:
-        report.notes.append("; ".join(f"{v} dropped: {k}" for k, v in report.dropped_by_reason().items()))
-    feats, vocab = text_features_for(tags, kept, text_features, min_count, vocabulary)
-    meta = {"source": "mirflickr", "root": str(root), "format": "all_txt", "image_dir": str(img_dir) if img_dir else None}
-    if vocab is not None:
-        meta.update(text_features=f"tag-{text_features}-{len(vocab)}", vocabulary=vocab.to_dict(), rows=kept.tolist())
+    finish_report(report, len(kept))
+    dup = first_duplicate(ids)
+    if dup is not None:
+        raise DataError(f"{root / 'all_imgs.txt'}: image {dup} is listed more than once")
+    feats, vocab = featurize_texts(tags, kept, text_features, min_count=min_count, vocabulary=vocabulary, kind="tags")
+    meta = text_meta({"source": "mirflickr", "root": str(root), "format": "all_txt", "image_dir": str(img_dir)}, text_features, vocab)
     return PairedDataset(
         name="mirflickr",
-        ids=[Path(imgs[i].strip()).stem for i in kept],
-        images=FileImageStore(paths) if img_dir is not None else None,
+        ids=ids,
+        images=FileImageStore(paths),
         texts=[tags[i] for i in kept],
         text_kind="tags",
         text_features=feats,
         labels=labels[kept],
-        label_names=label_names,
+        label_names=names,
         report=report,
         meta=meta,
     )
+
+
+def _options_from():
+    from cmhash.data.sources.matlayout import load_mat_layout
+
+    return (load_mirflickr, load_mirflickr_txt, load_mat_layout)
+
+
+load_mirflickr.options_from = _options_from  # type: ignore[attr-defined]
