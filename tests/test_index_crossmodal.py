@@ -243,3 +243,36 @@ def test_cli_errors_are_clear(tmp_path, capsys, codes_file):
     truncated.write_bytes(out.read_bytes()[:-10])
     code, _, err = run_cli(capsys, "search", "--index", str(truncated), "--like", "im20")
     assert code == 2 and "truncated" in err
+
+
+@pytest.mark.shared_data
+def test_real_mirflickr_metadata_in_search_results(shared_data, tmp_path, capsys):
+    """On the real MIRFlickr subset: results carry each item's real tags, image file and label names."""
+    from pathlib import Path
+
+    from cmhash.data import load_dataset
+
+    root = shared_data / "mirflickr25k"
+    if not root.is_dir():
+        pytest.skip(f"{root} not found")
+    ds = load_dataset("mirflickr", root, text_features="none", check_images="exists")
+    rng = np.random.default_rng(0)
+    proj = rng.standard_normal((ds.labels.shape[1], BITS))
+    base = ds.labels.astype(np.float64) @ proj  # codes that follow the labels: a stand-in for a trained model
+    img = np.where(base + 0.3 * rng.standard_normal(base.shape) >= 0, 1, -1)
+    txt = np.where(base + 0.3 * rng.standard_normal(base.shape) >= 0, 1, -1)
+    codes = tmp_path / "mir-codes.npz"
+    save_codes(codes, bits=BITS, db_image=img, db_text=txt, db_ids=ds.ids, db_labels=ds.labels)
+    out = tmp_path / "mir.index"
+    assert main(["index", "build", "--codes", str(codes), "--dataset", "mirflickr", "--data-root", str(root),
+                 "--dataset-option", "text_features=none", "--dataset-option", "check_images=exists", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["search", "--index", str(out), "--like", ds.ids[0], "--k", "5", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert len(hits) == 5
+    names = set(np.asarray(ds.label_names)[ds.labels[0] == 1])
+    for h in hits:
+        row = int(np.flatnonzero(ds.ids == h["id"])[0])
+        assert h["text"] == ds.texts[row] and Path(h["image"]).is_file()
+        assert set(h["labels"]) == set(np.asarray(ds.label_names)[ds.labels[row] == 1])
+    assert names & set(hits[0]["labels"])  # the nearest image shares a concept with the query's text

@@ -67,10 +67,11 @@ class NumpyIndex(LocalIndex):
 
     def _codes_at(self, positions: np.ndarray) -> np.ndarray:
         starts = np.cumsum([0] + [c.shape[1] for c in self._chunks])
-        out = np.empty((len(positions), self.width // self._dtype.itemsize), dtype=self._dtype)
         which = np.searchsorted(starts, positions, side="right") - 1
-        for j, (c, p) in enumerate(zip(which.tolist(), positions.tolist())):
-            out[j] = self._chunks[c][:, p - starts[c]]
+        out = np.empty((len(positions), self.width // self._dtype.itemsize), dtype=self._dtype)
+        for c in np.unique(which).tolist():
+            rows = np.flatnonzero(which == c)
+            out[rows] = self._chunks[c][:, positions[rows] - starts[c]].T
         return out.view(np.uint8)
 
     def _backend_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
