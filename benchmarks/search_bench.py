@@ -129,7 +129,10 @@ def worker_throughput(cfg: dict) -> dict:
             return out
 
     else:
+        import tracemalloc
+
         rss0 = rss_bytes()
+        tracemalloc.start()  # numpy arrays are traced; freed heap reused by them hides from RSS
         if backend == "raw-faiss":
             import faiss
 
@@ -145,7 +148,12 @@ def worker_throughput(cfg: dict) -> dict:
             _, res["build_s"], _ = timed(index.add, ids, db)
             search = lambda: index.search(q, k)  # noqa: E731
         gc.collect()
-        res["index_bytes"] = rss_bytes() - rss0  # raw faiss keeps no ids: codes only
+        traced = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        # RSS growth catches faiss's C++ memory; traced numpy memory catches arrays placed in
+        # heap pages freed earlier (which RSS does not see grow). Raw faiss keeps no ids.
+        res["rss_bytes"], res["traced_bytes"] = rss_bytes() - rss0, traced
+        res["index_bytes"] = max(res["rss_bytes"], traced)
         index.search(q[:10], k)  # warm-up (thread pool, first-touch)
     try:
         out, wall, cpu = timed(search)
@@ -169,6 +177,39 @@ def worker_throughput(cfg: dict) -> dict:
             index.close()
             server.stop()
     return res
+
+
+def worker_overhead(cfg: dict) -> dict:
+    """The faiss backend vs raw faiss on the very same IndexBinaryFlat, alternated (min of repeats).
+
+    Separate processes see different neighbours on a shared machine; alternating calls in one
+    process isolates what the backend adds (query validation, id mapping).
+    """
+    from cmhash.index import create_index
+
+    n, bits, nq, k, threads, repeats = cfg["n"], cfg["bits"], cfg["queries"], cfg["k"], cfg["threads"], cfg.get("repeats", 5)
+    db, q = random_codes(n, bits, seed=1), random_codes(nq, bits, seed=2)
+    index = create_index("faiss", bits=bits, threads=threads)
+    index.add(np.arange(n, dtype=np.int64), db)
+    raw = index._index
+    index.search(q[:10], k)
+    times = {"raw": [], "backend": []}
+    for _ in range(repeats):
+        for name, fn in (("raw", lambda: raw.search(q, k)), ("backend", lambda: index.search(q, k))):
+            _, wall, cpu = timed(fn)
+            times[name].append((wall, cpu))
+    best = {name: (min(w for w, _ in t), min(c for _, c in t)) for name, t in times.items()}
+    return {
+        **cfg,
+        "raw_wall_s": best["raw"][0],
+        "backend_wall_s": best["backend"][0],
+        "raw_cpu_s": best["raw"][1],
+        "backend_cpu_s": best["backend"][1],
+        "overhead_wall": best["backend"][0] / best["raw"][0] - 1,
+        "overhead_cpu": best["backend"][1] / best["raw"][1] - 1,
+        "raw_codes_per_s": n * nq / best["raw"][0],
+        "load": load1(),
+    }
 
 
 def recall_at(approx_ids, approx_d, exact_ids, exact_d, k):
@@ -289,7 +330,9 @@ def main(argv=None) -> int:
     p.add_argument("--recall-bits", type=int, default=64)
     p.add_argument("--recall-threads", type=int, default=1, help="faiss threads for the recall runs (builds crawl with OpenMP on busy cores)")
     p.add_argument("--no-recall", action="store_true")
+    p.add_argument("--overhead", action="store_true", help="also time the faiss backend against raw faiss on the same index")
     p.add_argument("--recall-only", action="store_true")
+    p.add_argument("--overhead-only", action="store_true", help="only the faiss-backend-vs-raw comparison")
     p.add_argument("--quick", action="store_true", help="1M codes, 200 queries, no Milvus")
     p.add_argument("--timeout", type=float, default=1800)
     p.add_argument("--out", help="write every figure as JSON")
@@ -298,14 +341,15 @@ def main(argv=None) -> int:
 
     if args.worker:
         kind, cfg = args.worker[0], json.loads(args.worker[1])
-        print(json.dumps(worker_throughput(cfg) if kind == "throughput" else worker_recall(cfg)))
+        workers = {"throughput": worker_throughput, "recall": worker_recall, "overhead": worker_overhead}
+        print(json.dumps(workers[kind](cfg)))
         return 0
 
     if args.quick:
         args.sizes, args.queries, args.backends = [1_000_000], 200, [b for b in args.backends if b != "milvus"]
     print(f"# cmhash search benchmark  ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, load {os.getloadavg()})")
     results: dict = {"throughput": [], "recall": None}
-    if not args.recall_only:
+    if not args.recall_only and not args.overhead_only:
         for n in args.sizes:
             for bits in args.bits:
                 for backend in args.backends:
@@ -317,7 +361,27 @@ def main(argv=None) -> int:
                         results["throughput"].append(r)
                         print(json.dumps(r), file=sys.stderr, flush=True)
         print_throughput(results["throughput"])
-    if not args.no_recall:
+    if args.overhead or args.overhead_only:
+        rows = []
+        for n in args.sizes:
+            for bits in args.bits:
+                for threads in args.threads:
+                    cfg = {"n": n, "bits": bits, "queries": args.queries, "k": args.k, "threads": threads}
+                    rows.append(run_worker("overhead", cfg, args.timeout))
+                    print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+        results["overhead"] = rows
+        print("\n## faiss backend vs raw faiss IndexBinaryFlat (same index, alternated, best of 5)\n")
+        print("| codes | bits | threads | raw s | backend s | overhead (wall) | overhead (CPU) | raw codes/s | load 1m |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            if "error" in r:
+                print(f"| {r['n']:,} | {r['bits']} | {r['threads']} | error: {r['error']} |||||| ")
+                continue
+            print(
+                f"| {r['n']:,} | {r['bits']} | {r['threads']} | {r['raw_wall_s']:.3f} | {r['backend_wall_s']:.3f} | "
+                f"{100 * r['overhead_wall']:+.1f}% | {100 * r['overhead_cpu']:+.1f}% | {r['raw_codes_per_s']:.3e} | {r['load']} |"
+            )
+    if not args.no_recall and not args.overhead_only:
         backends = ["faiss"] + (["milvus"] if "milvus" in args.backends and args.recall_n <= args.milvus_max else [])
         cfg = {"n": args.recall_n, "bits": args.recall_bits, "queries": args.queries, "k": args.k, "backends": backends, "threads": args.recall_threads}
         results["recall"] = run_worker("recall", cfg, args.timeout * 2)

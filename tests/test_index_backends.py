@@ -268,3 +268,22 @@ def test_memory_is_packed_width_per_code():
     index = create_index("numpy", bits=128)
     index.add(np.arange(10_000), np.zeros((10_000, 16), np.uint8))
     assert index.memory_bytes() == 10_000 * 16
+
+
+@pytest.mark.parametrize("backend,opts", ALL_LOCAL)
+def test_index_owns_its_codes_and_ids(backend, opts):
+    """Changing the caller's arrays after add must not change the index."""
+    rng = np.random.default_rng(8)
+    packed = rng.integers(0, 256, (200, 8), dtype=np.uint8)
+    ids = np.arange(200, dtype=np.int64)
+    queries = packed[:5].copy()
+    index = create_index(backend, bits=64, **opts)
+    index.add(ids, packed)
+    before = index.search(queries, 3)
+    packed[:] = 0
+    ids[:] = -1
+    after = index.search(queries, 3)
+    np.testing.assert_array_equal(after[0], before[0])
+    np.testing.assert_array_equal(after[1], before[1])
+    assert after[0][:, 0].tolist() == [0, 1, 2, 3, 4] and after[1][:, 0].tolist() == [0] * 5
+    np.testing.assert_array_equal(index.get_codes([0, 1]), queries[:2])

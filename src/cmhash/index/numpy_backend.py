@@ -39,13 +39,14 @@ class NumpyIndex(LocalIndex):
         return sum(c.nbytes for c in self._chunks)
 
     def _append(self, packed: np.ndarray) -> None:
-        planes = scan.to_planes(packed, self._dtype)
+        # chunk by chunk, so that no full transposed copy of the new codes is ever held
+        start = 0
         if self._chunks and self._chunks[-1].shape[1] < self.chunk_size:
             room = self.chunk_size - self._chunks[-1].shape[1]
-            self._chunks[-1] = np.concatenate([self._chunks[-1], planes[:, :room]], axis=1)
-            planes = planes[:, room:]
-        for start in range(0, planes.shape[1], self.chunk_size):
-            self._chunks.append(np.ascontiguousarray(planes[:, start : start + self.chunk_size]))
+            self._chunks[-1] = np.concatenate([self._chunks[-1], scan.to_planes(packed[:room], self._dtype)], axis=1)
+            start = room
+        for lo in range(start, len(packed), self.chunk_size):
+            self._chunks.append(scan.to_planes(packed[lo : lo + self.chunk_size], self._dtype))
 
     def _delete(self, positions: np.ndarray) -> None:
         out, start = [], 0

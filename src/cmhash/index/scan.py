@@ -33,9 +33,9 @@ def word_dtype(width: int) -> np.dtype:
 
 
 def to_planes(packed: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Packed uint8 (n, width) -> word planes (W, n)."""
+    """Packed uint8 (n, width) -> word planes (W, n); always a copy (never a view of the caller's array)."""
     packed = np.ascontiguousarray(packed, dtype=np.uint8)
-    return np.ascontiguousarray(packed.view(dtype).T)
+    return packed.view(dtype).T.copy(order="C")
 
 
 def from_planes(planes: np.ndarray) -> np.ndarray:
