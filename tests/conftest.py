@@ -7,7 +7,18 @@ from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(os.environ.get("CMHASH_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+def _find_shared_data() -> Path:
+    """``$CMHASH_SHARED_DATA``, else the first ``shared/data`` beside the checkout or an ancestor of it."""
+    if os.environ.get("CMHASH_SHARED_DATA"):
+        return Path(os.environ["CMHASH_SHARED_DATA"])
+    root = Path(__file__).resolve().parents[1]
+    for parent in root.parents:
+        if (parent / "shared" / "data").is_dir():
+            return parent / "shared" / "data"
+    return root.parent / "shared" / "data"
+
+
+SHARED_DATA = _find_shared_data()
 
 
 @pytest.fixture(scope="session")

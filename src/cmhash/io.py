@@ -16,6 +16,13 @@ from typing import Any, Iterator
 import numpy as np
 
 
+def _default_mode() -> int:
+    """Permissions a normal ``open()`` would give (0666 minus the umask); mkstemp uses 0600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -46,6 +53,7 @@ def atomic_path(dest: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         with open(tmp_path, "rb+") as fh:
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp_path, _default_mode())
         os.replace(tmp_path, dest)
         _fsync_dir(dest.parent)
     except BaseException:
