@@ -8,6 +8,8 @@ Figures (each measured in a fresh subprocess, so memory is per backend):
   is reported beside wall time, since other work may share the cores.
 * **memory**: RSS growth of the process that built the index (Milvus: of the server process),
   in bytes per code, against the floor bits/8 + 8 (the codes plus an int64 id).
+* **overhead** (``--overhead``): the faiss backend against raw faiss on the very same index,
+  calls alternated, best of 5 (separate processes on a shared machine differ more than that).
 * **recall@50** of faiss IVF / HNSW and Milvus BIN_IVF_FLAT on clustered codes (1,000 centres,
   each bit flipped with probability 0.1), against the exact top-50: ``recall`` counts returned
   items whose true distance is within the exact 50th distance (ties at that distance are
@@ -19,6 +21,11 @@ Usage::
     python benchmarks/search_bench.py --quick                 # 1M codes, 200 queries, no Milvus
     python benchmarks/search_bench.py --sizes 1000000 --bits 64 --backends faiss raw-faiss
     python benchmarks/search_bench.py --recall-only --out results.json
+    python benchmarks/search_bench.py --overhead-only          # faiss backend vs raw faiss, same index
+    python benchmarks/search_bench.py --omp-passive            # OMP_WAIT_POLICY=PASSIVE, as the CLI runs
+
+On a machine whose cores are busy with other work, faiss's spinning OpenMP threads make 2 threads
+slower than 1; ``--omp-passive`` shows what sleeping waiters (the CLI's setting) give instead.
 
 Every figure is printed with the 1-minute load average at the time it was taken.
 """
@@ -335,6 +342,7 @@ def main(argv=None) -> int:
     p.add_argument("--overhead-only", action="store_true", help="only the faiss-backend-vs-raw comparison")
     p.add_argument("--quick", action="store_true", help="1M codes, 200 queries, no Milvus")
     p.add_argument("--timeout", type=float, default=1800)
+    p.add_argument("--omp-passive", action="store_true", help="run workers with OMP_WAIT_POLICY=PASSIVE (what the cmhash CLI sets)")
     p.add_argument("--out", help="write every figure as JSON")
     p.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -345,9 +353,14 @@ def main(argv=None) -> int:
         print(json.dumps(workers[kind](cfg)))
         return 0
 
+    if args.omp_passive:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # inherited by the worker processes
     if args.quick:
         args.sizes, args.queries, args.backends = [1_000_000], 200, [b for b in args.backends if b != "milvus"]
-    print(f"# cmhash search benchmark  ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, load {os.getloadavg()})")
+    print(
+        f"# cmhash search benchmark  ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, load {os.getloadavg()}, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')})"
+    )
     results: dict = {"throughput": [], "recall": None}
     if not args.recall_only and not args.overhead_only:
         for n in args.sizes:

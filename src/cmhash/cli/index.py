@@ -34,11 +34,11 @@ def add_backend_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("backend")
     g.add_argument("--backend", default="faiss", choices=["faiss", "numpy", "milvus"], help="where the codes are searched")
     g.add_argument("--faiss-kind", default="flat", choices=["flat", "ivf", "hnsw"], help="faiss: flat is exact; ivf/hnsw trade recall for speed")
-    g.add_argument("--nlist", type=int, default=None, help="ivf lists (faiss default 4*sqrt(n), Milvus default 1024)")
+    g.add_argument("--nlist", type=int, default=None, help="ivf lists; None: 4*sqrt(n) for faiss, 1024 for Milvus")
     g.add_argument("--nprobe", type=int, default=16, help="ivf lists searched per query")
     g.add_argument("--hnsw-m", type=int, default=16, help="hnsw: neighbours per node")
     g.add_argument("--ef-search", type=int, default=128, help="hnsw: search breadth (raised to k when smaller)")
-    g.add_argument("--threads", type=int, default=None, help="faiss: OpenMP threads (default: all cores)")
+    g.add_argument("--threads", type=int, default=None, help="faiss: OpenMP threads; None: all cores")
     g.add_argument("--milvus-uri", default="http://127.0.0.1:19530", help="milvus: server or cluster URI (token: CMHASH_MILVUS_TOKEN)")
     g.add_argument("--milvus-collection", default="cmhash", help="milvus: collection name prefix (NAME_image, NAME_text)")
     g.add_argument("--milvus-index", default="BIN_FLAT", choices=["BIN_FLAT", "BIN_IVF_FLAT"], help="milvus: exact or IVF")
@@ -119,6 +119,7 @@ def parse_kv(pairs: list[str]) -> dict:
 
 
 def run_build(args) -> int:
+    use_passive_openmp()
     from cmhash.errors import DataError
     from cmhash.index.build import build_from_checkpoint, build_from_codes
 
@@ -179,3 +180,12 @@ def run_info(args) -> int:
         rows.append((f"info.{key}", value if not isinstance(value, (dict, list)) else json.dumps(value)))
     print(format_table(["field", "value"], rows))
     return 0
+
+
+def use_passive_openmp() -> None:
+    """faiss's OpenMP threads spin while waiting; on a machine whose cores are busy that makes
+    2 threads ~3x slower than 1 (measured). Sleeping waiters fix it; the variable is read when the
+    OpenMP runtime starts, so set it before faiss/torch load, unless the user chose a policy."""
+    import os
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

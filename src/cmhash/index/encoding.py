@@ -5,6 +5,13 @@ and the CLI stay independent of how a method is stored:
 
 * :func:`encode_collection` -> :class:`EncodedCollection` (ids, image/text codes, metadata)
 * :func:`encode_query` -> one row of +-1 codes for a text or an image
+
+Both need the checkpoint loader (``cmhash.methods.checkpoint.load_checkpoint``: the trained method
+and the specs of the feature encoders its inputs came from) and the feature encoders
+(``cmhash.features.encoder_from_spec``), which are built in other areas of cmhash. Until they
+are part of this build, both functions raise :class:`ModelNotAvailableError` (a CmhashError, so
+the CLI prints it and exits 2); everything else of the search engine works from codes files
+(`cmhash index build --codes`, `cmhash search --like/--query-codes`).
 """
 
 from __future__ import annotations
