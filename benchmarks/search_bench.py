@@ -251,7 +251,14 @@ def worker_recall(cfg: dict) -> dict:
             rows.append({"option": label.format(v), "build_s": build_s, "qps": nq / wall, "recall": rec, "id_recall": idrec, "load": load1()})
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
 
-    if "faiss" in cfg["backends"]:
+    def section(label, fn):
+        """One failing option (a missing package, a server that will not start) must not lose the others."""
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001 - reported in the table
+            rows.append({"option": f"{label}: error {type(exc).__name__}: {exc}", "build_s": None, "qps": None, "recall": float("nan"), "id_recall": float("nan"), "load": load1()})
+
+    def faiss_options():
         nlist = int(4 * np.sqrt(n))
         ivf = create_index("faiss", bits=bits, kind="ivf", nlist=nlist, threads=threads)
         _, build, _ = timed(ivf.add, ids, db)
@@ -262,7 +269,8 @@ def worker_recall(cfg: dict) -> dict:
         measure("faiss hnsw M=16 ef_search={}", hnsw, build, lambda ix, v: setattr(ix, "ef_search", v), (64, 128, 256))
         del hnsw
         gc.collect()
-    if "milvus" in cfg["backends"]:
+
+    def milvus_options():
         from cmhash.index.milvus_server import EmbeddedMilvus
 
         with EmbeddedMilvus() as uri:
@@ -275,6 +283,11 @@ def worker_recall(cfg: dict) -> dict:
             measure(f"milvus BIN_IVF_FLAT nlist={nlist} nprobe={{}}", mv, build, lambda ix, v: setattr(ix, "nprobe", v), (4, 16, 64))
             mv.drop()
             mv.close()
+
+    if "faiss" in cfg["backends"]:
+        section("faiss", faiss_options)
+    if "milvus" in cfg["backends"]:
+        section("milvus", milvus_options)
     return {**cfg, "rows": rows}
 
 
@@ -321,7 +334,7 @@ def print_recall(res: dict) -> None:
     print("| option | build s | queries/s | recall@k (distance) | recall@k (ids) | load 1m |")
     print("|---|---|---|---|---|---|")
     for r in res["rows"]:
-        print(f"| {r['option']} | {fmt(r['build_s'])} | {fmt(r['qps'])} | {r['recall']:.3f} | {r['id_recall']:.3f} | {r['load']} |")
+        print(f"| {r['option']} | {fmt(r['build_s'])} | {fmt(r['qps'])} | {fmt(r['recall'])} | {fmt(r['id_recall'])} | {r['load']} |")
 
 
 def main(argv=None) -> int:
