@@ -334,7 +334,8 @@ def print_recall(res: dict) -> None:
     print("| option | build s | queries/s | recall@k (distance) | recall@k (ids) | load 1m |")
     print("|---|---|---|---|---|---|")
     for r in res["rows"]:
-        print(f"| {r['option']} | {fmt(r['build_s'])} | {fmt(r['qps'])} | {fmt(r['recall'])} | {fmt(r['id_recall'])} | {r['load']} |")
+        rec = lambda x: "-" if x is None or x != x else f"{x:.3f}"  # noqa: E731
+        print(f"| {r['option']} | {fmt(r['build_s'])} | {fmt(r['qps'])} | {rec(r['recall'])} | {rec(r['id_recall'])} | {r['load']} |")
 
 
 def main(argv=None) -> int:

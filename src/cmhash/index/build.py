@@ -16,7 +16,7 @@ import numpy as np
 
 from cmhash.errors import DataError
 from cmhash.index.crossmodal import MODALITIES, CrossModalIndex
-from cmhash.index.idmap import _show
+from cmhash.index.idmap import show_ids
 
 SPLITS = ("db", "query", "all")
 ADD_BATCH = 100_000
@@ -32,7 +32,7 @@ def dataset_metadata(dataset, ids: Sequence[str] | None = None) -> list[dict[str
         missing = [v for v in wanted if v not in where]
         if missing:
             raise DataError(
-                f"{len(missing)} id(s) of the codes are not in dataset '{dataset.name}': {_show(missing)}; "
+                f"{len(missing)} id(s) of the codes are not in dataset '{dataset.name}': {show_ids(missing)}; "
                 "pass the dataset (and its options) the codes were made from"
             )
         rows = np.asarray([where[v] for v in wanted], dtype=np.int64)

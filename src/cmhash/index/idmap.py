@@ -19,7 +19,7 @@ ID_KINDS = ("int", "str")
 _MAX_SHOWN = 10
 
 
-def _show(values) -> str:
+def show_ids(values) -> str:
     values = list(values)
     shown = ", ".join(repr(v.item() if isinstance(v, np.generic) else v) for v in values[:_MAX_SHOWN])
     more = f" and {len(values) - _MAX_SHOWN} more" if len(values) > _MAX_SHOWN else ""
@@ -58,7 +58,7 @@ def normalize_ids(ids, kind: str | None = None, what: str = "ids") -> np.ndarray
         row = int(np.flatnonzero(np.char.str_len(arr) == 0)[0])
         raise DataError(f"{what}: id at row {row} is an empty string")
     if kind is not None and arr.size and got != kind:
-        raise DataError(f"{what}: this index uses {kind} ids but {got} ids were given (e.g. {_show(arr[:1])})")
+        raise DataError(f"{what}: this index uses {kind} ids but {got} ids were given (e.g. {show_ids(arr[:1])})")
     return arr
 
 
@@ -69,7 +69,7 @@ def check_unique(ids: np.ndarray, what: str = "ids") -> None:
     s = np.sort(ids, kind="stable")
     dup = s[1:][s[1:] == s[:-1]]
     if len(dup):
-        raise DataError(f"{what}: duplicate id(s) in the same call: {_show(np.unique(dup))}")
+        raise DataError(f"{what}: duplicate id(s) in the same call: {show_ids(np.unique(dup))}")
 
 
 def _is_ascending(ids: np.ndarray) -> bool:
@@ -117,7 +117,7 @@ class IdMap:
         arr = normalize_ids(ids, self.kind, what)
         pos = self.find(arr)
         if not missing_ok and (pos < 0).any():
-            raise DataError(f"{what}: unknown id(s) {_show(arr[pos < 0])} (not in the index)")
+            raise DataError(f"{what}: unknown id(s) {show_ids(arr[pos < 0])} (not in the index)")
         return pos
 
     # ------------------------------------------------------------------ updates
@@ -129,7 +129,7 @@ class IdMap:
             if not (self._ascending and _is_ascending(arr) and arr[0] > self.ids[-1]):
                 pos = self.find(arr)
                 if (pos >= 0).any():
-                    raise DataError(f"ids already in the index: {_show(arr[pos >= 0])}; remove them first or use new ids")
+                    raise DataError(f"ids already in the index: {show_ids(arr[pos >= 0])}; remove them first or use new ids")
         return arr
 
     def append(self, arr: np.ndarray) -> None:

@@ -31,7 +31,7 @@ import numpy as np
 
 from cmhash.errors import CmhashError, DataError, require
 from cmhash.index.base import BinaryIndex, check_k, check_metadata, check_options
-from cmhash.index.idmap import _show, check_unique, normalize_ids
+from cmhash.index.idmap import check_unique, normalize_ids, show_ids
 from cmhash.index.registry import INDEX_BACKENDS
 
 INDEX_TYPES = ("BIN_FLAT", "BIN_IVF_FLAT")
@@ -240,13 +240,13 @@ class MilvusIndex(BinaryIndex):
         if arr.dtype.kind == "U":
             too_long = np.flatnonzero(np.char.str_len(arr) > self.max_id_length)
             if len(too_long):
-                raise DataError(f"ids longer than max_id_length={self.max_id_length}: {_show(arr[too_long])}")
+                raise DataError(f"ids longer than max_id_length={self.max_id_length}: {show_ids(arr[too_long])}")
         if self._col is None:
             self._create("str" if arr.dtype.kind == "U" else "int")
         elif self.count:
             existing = self._query(arr, ["pk"])
             if existing:
-                raise DataError(f"ids already in the index: {_show(sorted(existing))}; remove them first or use new ids")
+                raise DataError(f"ids already in the index: {show_ids(sorted(existing))}; remove them first or use new ids")
         seqs = self._next_seqs(len(arr))
         pks = arr.tolist()
         for start in range(0, len(arr), self.insert_batch):
@@ -261,7 +261,7 @@ class MilvusIndex(BinaryIndex):
         existing = self._query(arr, ["pk"])
         missing = [v for v in arr.tolist() if v not in existing]
         if missing and not missing_ok:
-            raise DataError(f"ids to remove: unknown id(s) {_show(missing)} (not in the index)")
+            raise DataError(f"ids to remove: unknown id(s) {show_ids(missing)} (not in the index)")
         present = np.asarray([v for v in arr.tolist() if v in existing], dtype=arr.dtype)
         for start in range(0, len(present), _IN_CHUNK):
             self._col.delete(self._expr(present[start : start + _IN_CHUNK]), timeout=self.timeout)
@@ -283,7 +283,7 @@ class MilvusIndex(BinaryIndex):
         rows = self._query(arr, [field])
         missing = [v for v in arr.tolist() if v not in rows]
         if missing:
-            raise DataError(f"ids: unknown id(s) {_show(missing)} (not in the index)")
+            raise DataError(f"ids: unknown id(s) {show_ids(missing)} (not in the index)")
         return [rows[v][field] for v in arr.tolist()]
 
     def get_codes(self, ids) -> np.ndarray:
