@@ -84,7 +84,8 @@ def register(sub) -> None:
     data = b.add_argument_group("dataset (for --checkpoint; with --codes it adds text/image/labels to results)")
     data.add_argument("--dataset", help="data source name, e.g. mirflickr")
     data.add_argument("--data-root", help="folder of the dataset")
-    data.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE", help="source option (repeatable)")
+    data.add_argument("-o", "--option", "--dataset-option", dest="dataset_option", action="append", default=[], metavar="KEY=VALUE",
+                      help="data source option (repeatable), as in `cmhash data`, e.g. -o text_features=none")
     b.add_argument("--split", default="db", choices=["db", "query", "all"], help="which items to index (the database by default)")
     add_backend_options(b)
     b.add_argument("--out", required=True, help="index file to write")
@@ -109,7 +110,7 @@ def parse_kv(pairs: list[str]) -> dict:
     out = {}
     for item in pairs:
         if "=" not in item:
-            raise DataError(f"--dataset-option {item!r}: expected KEY=VALUE")
+            raise DataError(f"-o {item!r}: expected KEY=VALUE, e.g. -o check_images=exists")
         key, value = item.split("=", 1)
         try:
             out[key] = json.loads(value)
