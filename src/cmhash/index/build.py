@@ -1,0 +1,179 @@
+"""Build a :class:`CrossModalIndex` of a collection: from a codes file, or from a model + dataset.
+
+* :func:`build_from_codes` reads the file written by ``cmhash encode`` (``db_image``, ``db_text``,
+  ``db_ids``, ``db_labels``) and, given the dataset, attaches each item's text, image path and
+  label names so search results can show them.
+* :func:`build_from_checkpoint` encodes the dataset with a trained model
+  (:func:`cmhash.index.encoding.encode_collection`) and indexes the codes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from cmhash.errors import DataError
+from cmhash.index.crossmodal import MODALITIES, CrossModalIndex
+from cmhash.index.idmap import show_ids
+
+SPLITS = ("db", "query", "all")
+ADD_BATCH = 100_000
+
+
+def dataset_metadata(dataset, ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Per-item metadata (``text``, ``image``, ``labels``) of a PairedDataset, for the given ids (all by default)."""
+    if ids is None:
+        rows = np.arange(len(dataset.ids))
+    else:
+        where = {v: i for i, v in enumerate(dataset.ids.tolist())}
+        wanted = [str(v) for v in np.asarray(ids).tolist()]
+        missing = [v for v in wanted if v not in where]
+        if missing:
+            raise DataError(
+                f"{len(missing)} id(s) of the codes are not in dataset '{dataset.name}': {show_ids(missing)}; "
+                "pass the dataset (and its options) the codes were made from"
+            )
+        rows = np.asarray([where[v] for v in wanted], dtype=np.int64)
+    out = []
+    for i in rows.tolist():
+        item: dict[str, Any] = {}
+        if dataset.texts is not None:
+            item["text"] = dataset.texts[i]
+        if dataset.images is not None:
+            item["image"] = dataset.images.ref(i)
+        if dataset.labels is not None:
+            on = np.flatnonzero(dataset.labels[i]).tolist()
+            item["labels"] = [dataset.label_names[j] for j in on] if dataset.label_names else on
+        out.append(item)
+    return out
+
+
+def _add_in_batches(index: CrossModalIndex, ids, codes: dict[str, np.ndarray], metadata, progress: bool) -> None:
+    n = len(ids)
+    bar = None
+    if progress and n > ADD_BATCH:
+        from tqdm import tqdm
+
+        bar = tqdm(total=n, unit="item", desc="indexing")
+    for start in range(0, n, ADD_BATCH):
+        stop = min(start + ADD_BATCH, n)
+        index.add(
+            ids[start:stop],
+            image_codes=codes["image"][start:stop] if "image" in codes else None,
+            text_codes=codes["text"][start:stop] if "text" in codes else None,
+            metadata=metadata[start:stop] if metadata is not None else None,
+        )
+        if bar is not None:
+            bar.update(stop - start)
+    if bar is not None:
+        bar.close()
+
+
+def build_index(
+    ids,
+    codes: dict[str, np.ndarray],
+    *,
+    bits: int,
+    backend: str = "faiss",
+    metadata: list | None = None,
+    info: dict[str, Any] | None = None,
+    progress: bool = False,
+    **options: Any,
+) -> CrossModalIndex:
+    """A CrossModalIndex over ``codes`` ({"image": (n, bits), "text": (n, bits)}, either or both)."""
+    modalities = [m for m in MODALITIES if codes.get(m) is not None]
+    if not modalities:
+        raise DataError("no codes to index: give image codes, text codes or both")
+    index = CrossModalIndex.create(backend, bits, modalities=modalities, info=info, **options)
+    _add_in_batches(index, ids, {m: codes[m] for m in modalities}, metadata, progress)
+    index.flush()  # Milvus: sealed and indexed before anyone searches it
+    return index
+
+
+def select_split(data: dict[str, Any], split: str, source: str = "codes file") -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray | None]:
+    """(ids, {modality: codes}, labels) of the ``db``, ``query`` or ``all`` (query + db) items of a codes file."""
+    if split not in SPLITS:
+        raise DataError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    parts = ["query", "db"] if split == "all" else [split]
+    ids_parts, code_parts, label_parts = [], {m: [] for m in MODALITIES}, []
+    for part in parts:
+        present = [m for m in MODALITIES if f"{part}_{m}" in data]
+        if not present:
+            raise DataError(f"{source}: no {part}_image or {part}_text codes (keys: {', '.join(sorted(k for k in data if k not in ('meta', 'bits')))})")
+        n = len(data[f"{part}_{present[0]}"])
+        ids_parts.append(data[f"{part}_ids"].astype(str) if f"{part}_ids" in data else np.asarray([f"{part}{i}" for i in range(n)]))
+        for m in MODALITIES:
+            code_parts[m].append(data.get(f"{part}_{m}"))
+        label_parts.append(data.get(f"{part}_labels"))
+    codes = {}
+    for m, lst in code_parts.items():
+        if all(c is not None for c in lst):
+            codes[m] = np.concatenate(lst) if len(lst) > 1 else lst[0]
+        elif any(c is not None for c in lst):
+            raise DataError(f"{source}: {m} codes exist for some splits but not for all of {', '.join(parts)}")
+    ids = np.concatenate(ids_parts)
+    labels = None if any(lab is None for lab in label_parts) else np.concatenate(label_parts)
+    return ids, codes, labels
+
+
+def build_from_codes(
+    codes_path: str | Path,
+    *,
+    backend: str = "faiss",
+    split: str = "db",
+    dataset=None,
+    info: dict[str, Any] | None = None,
+    progress: bool = False,
+    **options: Any,
+) -> CrossModalIndex:
+    """Index the codes of a codes file; ``dataset`` (a PairedDataset) adds text/image/labels to each item."""
+    from cmhash.codes_io import load_codes
+
+    data = load_codes(codes_path)
+    ids, codes, labels = select_split(data, split, str(codes_path))
+    if dataset is not None:
+        metadata = dataset_metadata(dataset, ids)
+    elif labels is not None:
+        metadata = [{"labels": np.flatnonzero(row).tolist()} for row in labels]
+    else:
+        metadata = None
+    meta = data["meta"]
+    full_info = {
+        "source": "codes",
+        "codes_file": str(Path(codes_path).resolve()),
+        "split": split,
+        **{k: meta[k] for k in ("method", "dataset", "checkpoint", "protocol") if k in meta},
+        **(info or {}),
+    }
+    return build_index(ids, codes, bits=data["bits"], backend=backend, metadata=metadata, info=full_info, progress=progress, **options)
+
+
+def build_from_checkpoint(
+    checkpoint: str | Path,
+    dataset_name: str,
+    data_root: str | Path | None,
+    *,
+    backend: str = "faiss",
+    split: str = "db",
+    dataset_options: dict[str, Any] | None = None,
+    info: dict[str, Any] | None = None,
+    progress: bool = True,
+    **options: Any,
+) -> CrossModalIndex:
+    """Encode a dataset with a trained model and index its image and text codes."""
+    from cmhash.index.encoding import encode_collection
+
+    coll = encode_collection(checkpoint, dataset_name, data_root, split=split, dataset_options=dataset_options, progress=progress)
+    full_info = {
+        "source": "checkpoint",
+        "checkpoint": str(Path(checkpoint).resolve()),
+        "dataset": dataset_name,
+        "data_root": None if data_root is None else str(Path(data_root).resolve()),
+        "dataset_options": dataset_options or {},
+        "split": split,
+        **coll.info,
+        **(info or {}),
+    }
+    return build_index(coll.ids, coll.codes, bits=coll.bits, backend=backend, metadata=coll.metadata, info=full_info, progress=progress, **options)
