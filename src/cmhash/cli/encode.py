@@ -39,39 +39,19 @@ def run(args) -> int:
     import torch
 
     from cmhash.codes_io import save_codes
-    from cmhash.data import load_dataset
-    from cmhash.data.splits import Split, make_split
-    from cmhash.errors import CmhashError
     from cmhash.methods.checkpoint import load_checkpoint
-    from cmhash.methods.experiment import attach_features
+    from cmhash.methods.inference import checkpoint_dataset, checkpoint_split
 
     if args.threads:
         torch.set_num_threads(args.threads)
     ckpt = load_checkpoint(args.checkpoint)
-    meta = ckpt.meta
-    dsrec = meta.get("dataset", {})
-    name = args.dataset or dsrec.get("name")
-    root = args.data_root or dsrec.get("root")
-    if not name:
-        raise CmhashError(f"{ckpt.path}: the checkpoint does not name its dataset; pass --dataset and --data-root")
-    if name != "synthetic" and not root:
-        raise CmhashError(f"pass --data-root for dataset '{name}'")
-    options = (dsrec.get("source_options") or {}) if name == dsrec.get("name") else {}
-    ds = load_dataset(name, root, **options)
-    features = args.features or dsrec.get("features_file")
-    spec = getattr(ckpt.method, "spec", None)
-    if features and (spec is None or spec.image_mode == "features"):
-        ds = attach_features(ds, features)
-    if ds.labels is None and ds.groups is not None:
-        from cmhash.cli.train import _labels_from_groups
-
-        ds = _labels_from_groups(ds)
+    ds = checkpoint_dataset(ckpt, args.dataset, args.data_root, features=args.features)
     out_meta = {
         "method": ckpt.method_name,
         "bits": ckpt.bits,
         "dataset": ds.name,
         "checkpoint": str(ckpt.path),
-        "features": meta.get("features", {}),
+        "features": {k: v for k, v in ckpt.meta.get("features", {}).items() if k not in ("vocabulary", "encoders")},
     }
     arrays: dict[str, np.ndarray] = {}
     if args.all:
@@ -80,21 +60,7 @@ def run(args) -> int:
             arrays["db_labels"] = ds.labels
         out_meta["split"] = {"protocol": "all"}
     else:
-        if args.split_file:
-            split = Split.load(args.split_file, dataset=ds)
-        else:
-            s = meta.get("split")
-            if not s:
-                raise CmhashError(f"{ckpt.path}: no split recorded in the checkpoint; pass --split-file or --all")
-            split = make_split(ds, s["protocol"], seed=s.get("seed"), **(s.get("params") or {}))
-            want = (s.get("dataset") or {}).get("fingerprint")
-            have = split.dataset.get("fingerprint")
-            if want and want != have:
-                raise CmhashError(
-                    f"{ckpt.path}: the model was trained on a different version of '{ds.name}' "
-                    f"({(s.get('dataset') or {}).get('pairs')} pairs, fingerprint {want}; now {len(ds)} pairs, {have}); "
-                    "pass --split-file or --all"
-                )
+        split = checkpoint_split(ckpt, ds, args.split_file)
         q, d = ds.subset(split.query), ds.subset(split.database)
         arrays.update(
             query_image=ckpt.encode(q, "image"),

@@ -91,7 +91,9 @@ def load_data(args, run_settings: dict, hparams: dict):
         features = default_features(ds, run_settings.get("image_features"))
     ds = attach_features(ds, features, encoder=run_settings.get("image_features"))
     if ds.labels is None and ds.groups is not None:
-        ds = _labels_from_groups(ds)
+        from cmhash.methods.inference import labels_from_groups
+
+        ds = labels_from_groups(ds)
     if args.split_file:
         split = Split.load(args.split_file, dataset=ds)
     else:
@@ -100,19 +102,6 @@ def load_data(args, run_settings: dict, hparams: dict):
         params.update(parse_overrides(args.split_param))
         split = make_split(ds, protocol, seed=args.seed, **params)
     return ds, split
-
-
-def _labels_from_groups(ds):
-    """Pair-identity data (Flickr8k): relevance = same group, as one-hot labels."""
-    import dataclasses
-
-    import numpy as np
-
-    _, inv = np.unique(ds.groups, return_inverse=True)
-    labels = np.zeros((len(ds), int(inv.max()) + 1), dtype=np.uint8)
-    labels[np.arange(len(ds)), inv] = 1
-    meta = dict(ds.meta, relevance="same group (pair identity)")
-    return dataclasses.replace(ds, labels=labels, meta=meta)
 
 
 def run(args) -> int:
