@@ -234,11 +234,13 @@ def test_cli_errors_are_clear(tmp_path, capsys, codes_file):
     code, _, err = run_cli(capsys, "index", "build", "--out", str(out))
     assert code == 2 and "exactly one of --codes" in err
     code, _, err = run_cli(capsys, "index", "build", "--checkpoint", "x.pt", "--out", str(out))
-    assert code == 2 and "--dataset NAME and --data-root" in err
+    assert code == 2 and "x.pt: checkpoint not found" in err
     code, _, err = run_cli(capsys, "index", "build", "--codes", str(tmp_path / "none.npz"), "--out", str(out))
     assert code == 2 and "codes file not found" in err
     code, _, err = run_cli(capsys, "index", "build", "--checkpoint", "x.pt", "--dataset", "mirflickr", "--data-root", str(tmp_path), "--out", str(out))
-    assert code == 2 and err  # no model side here yet, or a missing checkpoint: either way a clear error
+    assert code == 2 and "x.pt: checkpoint not found" in err
+    code, _, err = run_cli(capsys, "index", "build", "--codes", str(tmp_path / "none.npz"), "--features", "f.npz", "--out", str(out))
+    assert code == 2 and "--features goes with --checkpoint" in err
     truncated = tmp_path / "t.index"
     truncated.write_bytes(out.read_bytes()[:-10])
     code, _, err = run_cli(capsys, "search", "--index", str(truncated), "--like", "im20")

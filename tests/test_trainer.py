@@ -1,0 +1,450 @@
+"""The shared training loop and the CLI built on it: resume, seeds, logs, validation, DDP, train/encode/reproduce."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cmhash.cli import main as cli
+from cmhash.data.dataset import PairedDataset
+from cmhash.errors import CmhashError, DataError
+from cmhash.methods import create_method
+from cmhash.methods.checkpoint import load_checkpoint, read_payload
+from cmhash.methods.trainer import LOG_CSV, TrainConfig, Trainer, epoch_batches
+
+torch.set_num_threads(1)
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def tiny(n=160, classes=4, seed=0) -> PairedDataset:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, n)
+    img = np.maximum(rng.normal(0, 0.3, (n, 24)) + np.eye(classes, 24)[y] * 2, 0).astype(np.float32)
+    txt = np.maximum(rng.normal(0, 0.05, (n, 10)) + np.eye(classes, 10)[y], 0).astype(np.float32)
+    return PairedDataset(name="tiny", ids=np.arange(n).astype(str), image_features=img, text_features=txt, labels=np.eye(classes, dtype=np.uint8)[y])
+
+
+def write_tiny_wiki(root: Path, n_tr=160, n_te=40, seed=0) -> Path:
+    """A miniature of the official Wiki files (raw_features.mat + list files), clustered by class."""
+    import scipy.io as sio
+
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    arrays, lines = {}, {}
+    for part, n in (("tr", n_tr), ("te", n_te)):
+        y = rng.integers(0, 4, n)
+        arrays[f"I_{part}"] = np.maximum(rng.normal(0, 0.3, (n, 24)) + np.eye(4, 24)[y] * 2, 0)
+        arrays[f"T_{part}"] = np.maximum(rng.normal(0, 0.05, (n, 10)) + np.eye(4, 10)[y], 0)
+        lines[part] = [f"{part}txt{i}\t{part}img{i}\t{y[i] + 1}" for i in range(n)]
+    sio.savemat(root / "raw_features.mat", arrays)
+    (root / "trainset_txt_img_cat.list").write_text("\n".join(lines["tr"]) + "\n")
+    (root / "testset_txt_img_cat.list").write_text("\n".join(lines["te"]) + "\n")
+    return root
+
+
+def _cfg(tmp, **kw):
+    base = dict(epochs=4, batch_size=32, seed=0, run_dir=None if tmp is None else str(tmp), progress=False, tensorboard=False, device="cpu")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _method(**kw):
+    return create_method("djsrh", 16, hidden=32, lr_image=0.01, lr_text=0.01, **kw)
+
+
+def _fit(ds, cfg, **kw):
+    m = _method(**kw)
+    Trainer(m, ds, cfg, spec=m.input_spec_for(ds)).fit()
+    return m
+
+
+def _same_weights(a, b) -> bool:
+    sa, sb = a.nets.state_dict(), b.nets.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+# ---------------------------------------------------------------------------- loop
+def test_epoch_batches_drop_last_same_permutation_and_disjoint_rank_shards():
+    b = epoch_batches(100, 32, seed=3, epoch=2)
+    assert b.shape == (3, 32) and len(set(b.flatten().tolist())) == 96  # drop_last, no repeats
+    assert torch.equal(b, epoch_batches(100, 32, seed=3, epoch=2))
+    assert not torch.equal(b, epoch_batches(100, 32, seed=3, epoch=3))
+    r0, r1 = epoch_batches(100, 32, 3, 2, rank=0, world_size=2), epoch_batches(100, 32, 3, 2, rank=1, world_size=2)
+    assert r0.shape == r1.shape == (1, 32)
+    assert torch.equal(r0[0], b[0]) and torch.equal(r1[0], b[1])
+    with pytest.raises(CmhashError, match="fewer than one batch"):
+        epoch_batches(20, 32, 0, 1)
+
+
+def test_resume_after_an_interruption_reaches_the_same_weights_as_an_uninterrupted_run(tmp_path, monkeypatch):
+    ds = tiny()
+    straight = _fit(ds, _cfg(tmp_path / "a"))
+    orig = Trainer._run_epoch
+
+    def crash_in_epoch_3(self, epoch, *args):
+        if epoch == 3:
+            raise KeyboardInterrupt("simulated kill")
+        return orig(self, epoch, *args)
+
+    monkeypatch.setattr(Trainer, "_run_epoch", crash_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        _fit(ds, _cfg(tmp_path / "b"))
+    partial = read_payload(tmp_path / "b" / "checkpoint.pt")
+    assert partial["epoch"] == 2 and not partial["finished"] and "optimizers" in partial and "rng" in partial
+    monkeypatch.setattr(Trainer, "_run_epoch", orig)
+    resumed = _fit(ds, _cfg(tmp_path / "b", resume=True))
+    assert _same_weights(straight, resumed)  # bit-identical on CPU
+    np.testing.assert_array_equal(straight.encode(ds, "image"), resumed.encode(ds, "image"))
+    assert [r["loss"] for r in straight.history] == [r["loss"] for r in resumed.history]
+    # resuming with other settings is refused with a clear message
+    with pytest.raises(CmhashError, match="cannot resume.*beta"):
+        Trainer(_method(beta=0.2), ds, _cfg(tmp_path / "b", resume=True), spec=_method().input_spec_for(ds)).fit()
+
+
+def test_same_seed_repeats_exactly_and_another_seed_differs(tmp_path):
+    ds = tiny()
+    a = _fit(ds, _cfg(None, epochs=2))
+    b = _fit(ds, _cfg(None, epochs=2))
+    c = _fit(ds, _cfg(None, epochs=2, seed=1))
+    assert _same_weights(a, b) and not _same_weights(a, c)
+
+
+def test_log_checkpoint_and_validation_rows(tmp_path):
+    ds = tiny()
+    calls = []
+
+    def validator(method):
+        calls.append(len(method.history))
+        return {"val_i2t_map@50": 0.5, "val_t2i_map@50": 0.25}
+
+    m = _method()
+    Trainer(m, ds, _cfg(tmp_path, eval_every=2), spec=m.input_spec_for(ds), validator=validator, meta={"hello": "world"}).fit()
+    assert calls == [1, 3]  # after epochs 2 and 4
+    rows = (tmp_path / LOG_CSV).read_text().splitlines()
+    head = rows[0].split(",")
+    assert len(rows) == 5 and {"epoch", "loss", "inter", "alpha", "seconds", "steps_per_second", "val_i2t_map@50"} <= set(head)
+    alphas = [float(r.split(",")[head.index("alpha")]) for r in rows[1:]]
+    np.testing.assert_allclose(alphas, np.sqrt([1, 2, 3, 4]), rtol=1e-5)
+    final = read_payload(tmp_path / "checkpoint.pt")
+    assert final["finished"] and final["epoch"] == 4 and "optimizers" not in final and final["meta"] == {"hello": "world"}
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp files left
+
+
+def test_best_val_selection_restores_the_best_validation_epoch(tmp_path):
+    ds = tiny()
+    scores = iter([0.9, 0.1, 0.2, 0.3])
+    snapshots = {}
+
+    def validator(method):
+        snapshots[len(method.history) + 1] = {k: v.clone() for k, v in method.nets.state_dict().items()}
+        s = next(scores)
+        return {"val_i2t_map@50": s, "val_t2i_map@50": s}
+
+    m = _method()
+    Trainer(m, ds, _cfg(tmp_path, eval_every=1, select="best-val"), spec=m.input_spec_for(ds), validator=validator).fit()
+    sd = m.nets.state_dict()
+    assert all(torch.equal(sd[k], snapshots[1][k]) for k in sd)
+    assert read_payload(tmp_path / "checkpoint.pt")["best"]["epoch"] == 1
+
+
+# ---------------------------------------------------------------------------- CLI
+def _metrics(path: Path) -> dict:
+    return json.loads((path / "metrics.json").read_text())
+
+
+def test_cli_train_smoke_on_tiny_wiki_files(tmp_path, capsys):
+    root = write_tiny_wiki(tmp_path / "wiki")
+    out = tmp_path / "run"
+    args = ["train", "djsrh", "--dataset", "wiki", "--data-root", str(root), "--bits", "8,16", "--epochs", "3", "--seed", "1"]
+    args += ["--set", "hidden=32", "--out", str(out), "--no-progress", "--num-val", "20", "--eval-every", "1"]
+    assert cli(args) == 0
+    printed = capsys.readouterr().out
+    assert "i2t mAP@50" in printed and "8 bits" in printed and "16 bits" in printed
+    for bits in (8, 16):
+        m = _metrics(out / f"{bits}bits")
+        assert isinstance(m["i2t"]["map@50"], float) and isinstance(m["t2i"]["map@50"], float) and m["seconds"] > 0
+        assert m["protocol"]["split"]["protocol"] == "official" and m["protocol"]["split"]["sizes"]["query"] == 40
+        assert m["bits"] == bits and m["seed"] == 1 and m["epochs"] == 3 and m["hparams"]["beta"] == 0.3  # Wiki preset
+        assert m["validation"]["val_i2t_map@50"] >= 0 and m["curves"]["ranks"][0] == 1
+        assert m["i2t"]["map@50"] > 0.5  # clustered data: far above chance (~0.3)
+        ck = load_checkpoint(out / f"{bits}bits")
+        assert ck.bits == bits and ck.meta["split"]["protocol"] == "official" and ck.meta["dataset"]["name"] == "wiki"
+        assert (out / f"{bits}bits" / LOG_CSV).exists()
+
+
+def test_cli_resume_of_a_finished_run_only_re_evaluates(tmp_path, capsys):
+    root = write_tiny_wiki(tmp_path / "wiki")
+    out = tmp_path / "run"
+    args = ["train", "djsrh", "--dataset", "wiki", "--data-root", str(root), "--bits", "8", "--epochs", "2", "--set", "hidden=32"]
+    args += ["--out", str(out), "--no-progress", "--num-val", "0"]
+    assert cli(args) == 0
+    first = _metrics(out)
+    mtime = (out / "checkpoint.pt").stat().st_mtime_ns
+    assert cli(args + ["--resume"]) == 0
+    again = _metrics(out)
+    assert again["i2t"] == first["i2t"] and again["t2i"] == first["t2i"]
+    assert (out / "checkpoint.pt").stat().st_mtime_ns == mtime  # no training, no new checkpoint
+
+
+def test_cli_encode_writes_the_codes_of_the_training_split(tmp_path):
+    from cmhash.codes_io import load_codes
+
+    root = write_tiny_wiki(tmp_path / "wiki")
+    out = tmp_path / "run"
+    assert cli(["train", "djsrh", "--dataset", "wiki", "--data-root", str(root), "--bits", "16", "--epochs", "2", "--set", "hidden=32", "--out", str(out), "--no-progress"]) == 0
+    codes_path = tmp_path / "codes.npz"
+    assert cli(["encode", "--checkpoint", str(out), "--out", str(codes_path)]) == 0
+    codes = load_codes(codes_path)
+    assert codes["query_image"].shape == (40, 16) and codes["db_text"].shape == (160, 16)
+    assert codes["meta"]["method"] == "djsrh" and codes["meta"]["split"]["protocol"] == "official"
+    from cmhash.data import load_dataset
+    from cmhash.metrics import mean_average_precision
+
+    ck = load_checkpoint(out)
+    ds = load_dataset("wiki", root)
+    np.testing.assert_array_equal(codes["query_image"], ck.encode(ds.image_features[160:], "image"))
+    m = _metrics(out)
+    got = mean_average_precision(codes["query_image"], codes["db_text"], codes["query_labels"], codes["db_labels"])
+    assert got == pytest.approx(m["i2t"]["map@50"])
+    assert cli(["encode", "--checkpoint", str(out), "--all", "--out", str(tmp_path / "all.npz")]) == 0
+    assert load_codes(tmp_path / "all.npz")["db_image"].shape == (200, 16)
+
+
+def test_cli_errors_are_clear(tmp_path, capsys):
+    assert cli(["train", "nosuch", "--dataset", "wiki", "--out", str(tmp_path)]) == 2
+    assert "unknown method" in capsys.readouterr().err
+    assert cli(["train", "djsrh", "--dataset", "wiki", "--out", str(tmp_path)]) == 2
+    assert "--data-root" in capsys.readouterr().err
+    root = write_tiny_wiki(tmp_path / "wiki")
+    assert cli(["train", "djsrh", "--dataset", "wiki", "--data-root", str(root), "--bits", "x", "--out", str(tmp_path)]) == 2
+    assert "--bits" in capsys.readouterr().err
+
+
+def test_attach_features_matches_rows_by_id_and_reports_missing_ones(tmp_path):
+    from cmhash.methods.experiment import attach_features
+
+    ds = tiny(n=50)
+    ds.image_features = None
+    feats = np.random.default_rng(0).normal(size=(50, 7)).astype(np.float32)
+    order = np.random.default_rng(1).permutation(50)
+    np.savez(tmp_path / "f.npz", image_features=feats[order], ids=ds.ids[order])
+    out = attach_features(ds, tmp_path / "f.npz")
+    np.testing.assert_array_equal(out.image_features, feats)
+    assert out.meta["features_file"] == str(tmp_path / "f.npz")
+    np.savez(tmp_path / "g.npz", image_features=feats[:40], ids=ds.ids[:40])
+    with pytest.raises(DataError, match="no features for 10"):
+        attach_features(ds, tmp_path / "g.npz")
+
+
+def test_cli_reproduce_table1_runs_the_grid_skips_done_runs_and_reports(tmp_path, capsys):
+    root = write_tiny_wiki(tmp_path / "wiki")
+    runs = tmp_path / "runs"
+    args = ["reproduce", "table1", "--dataset", "wiki", "--data-root", str(root), "--bits", "8", "--seeds", "0,1"]
+    args += ["--epochs", "2", "--set", "hidden=32", "--jobs", "2", "--out", str(runs), "--no-progress", "--reference", str(tmp_path / "noref")]
+    (tmp_path / "noref").mkdir()
+    assert cli(args) == 0
+    out = capsys.readouterr().out
+    assert "| 8 |" in out and "±" in out and "2 seed(s)" in out
+    cell = runs / "wiki" / "djsrh" / "djsrh" / "8bits" / "seed1" / "metrics.json"
+    assert cell.exists()
+    assert (runs / "wiki" / "table1_djsrh.csv").read_text().count("\n") == 3
+    assert (runs / "wiki" / "curves_djsrh.png").stat().st_size > 1000
+    mtime = cell.stat().st_mtime_ns
+    assert cli(args) == 0  # everything done: nothing retrained
+    assert cell.stat().st_mtime_ns == mtime
+
+
+def test_reference_tables_are_read_beside_ours(tmp_path):
+    from cmhash.methods import reproduction as R
+
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    (ref / "djsrh_table1_map50.csv").write_text("task,method,dataset,bits,map50\nI2T,DJSRH,wiki,16,0.388\nT2I,DJSRH,wiki,16,0.611\n")
+    (ref / "independent_reference.md").write_text(
+        "# x\n\n## Wikipedia, official\n\n| method | 16 bits | 32 bits |\n|---|---|---|\n"
+        "| CMFH (3 seeds) | .235 / .363 | .248 / .419 |\n| DJSRH, 200 epochs (2 seeds; x) | .179 / .187 | .222 / .311 |\n"
+    )
+    rows = [dict(method="djsrh", variant="djsrh", dataset="wiki", bits=16, seed=s, i2t=0.2 + s / 100, t2i=0.3) for s in range(3)]
+    md = R.table1_markdown(rows, "wiki", "djsrh", ref)
+    assert "| 16 | 0.210 ± 0.010 | 0.179 | 0.388 | 0.300 ± 0.000 | 0.187 | 0.611 |" in md
+    assert "SIFT" in md  # the protocol difference is stated
+    ind = R.load_independent_reference(ref)
+    assert ind[("CMFH", "wiki", 32, "t2i")] == 0.419
+
+
+@pytest.mark.slow
+def test_ddp_training_with_two_cpu_processes(tmp_path):
+    root = write_tiny_wiki(tmp_path / "wiki", n_tr=192)
+    out = tmp_path / "ddp"
+    env = dict(os.environ, PYTHONPATH=SRC, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "cmhash", "train", "djsrh"]
+    cmd += ["--dataset", "wiki", "--data-root", str(root), "--bits", "8", "--epochs", "2", "--set", "hidden=32", "--device", "cpu"]
+    cmd += ["--out", str(out), "--no-progress", "--num-val", "0"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("i2t mAP@50") == 1  # only rank 0 reports
+    m = _metrics(out)
+    assert m["environment"]["world_size"] == 2 and m["epochs"] == 2
+    log = (out / LOG_CSV).read_text().splitlines()
+    steps = int(log[1].split(",")[log[0].split(",").index("steps")])
+    assert steps == (192 // 32) // 2  # each rank takes every other batch
+
+
+def _fake_rows():
+    rng = np.random.default_rng(0)
+    rows = []
+    for v, base in (("djsrh-3", 0.80), ("djsrh-4", 0.81), ("djsrh", 0.85), ("djsrh-noeta", 0.86)):
+        for b in (16, 64):
+            for s in range(3):
+                rows.append(dict(method="djsrh", variant=v, dataset="mirflickr", bits=b, seed=s, i2t=base + rng.normal(0, 0.002),
+                                 t2i=base - (0.02 if v in ("djsrh-4", "djsrh") else 0) + rng.normal(0, 0.002), seconds=10.0,
+                                 train_seconds=400.0, seconds_per_epoch=5.0, epochs=80,
+                                 curves={"ranks": [1, 50], "i2t_precision": [0.9, 0.8], "t2i_precision": [0.85, 0.8]}, load_average=[2.0]))
+    return rows
+
+
+def test_ablation_table_and_paired_eta_effect():
+    from cmhash.cli.reproduce import ablation_report
+    from cmhash.methods import reproduction as R
+
+    rows = _fake_rows()
+    eff = R.paired_effect(rows, "mirflickr", "djsrh-4", "djsrh-3")
+    assert [e["bits"] for e in eff] == [16, 64]
+    assert eff[0]["t2i"][0] == pytest.approx(-0.01, abs=0.01) and len(eff[0]["t2i_per_seed"]) == 3
+    md = ablation_report(rows, "mirflickr", "djsrh", None)
+    assert "| DJSRH-3 |" in md and "| DJSRH-NOETA |" in md and "DJSRH − DJSRH-noeta" in md
+
+
+def test_results_doc_is_generated_from_runs(tmp_path):
+    from cmhash.methods.results_doc import write_results_doc
+
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    (ref / "independent_reference.md").write_text(
+        "## MIRFlickr, subset\n\n| method | 16 bits | 64 bits |\n|---|---|---|\n| CMFH (3 seeds) | .821 / .763 | .875 / .801 |\n"
+        "| DJSRH, 80 epochs (1 seed) | .784 / .787 | .858 / .822 |\n| DJSRH, 20 epochs (1 seed) | .734 / .744 | .825 / .797 |\n"
+    )
+    rows = _fake_rows()
+    extra = [dict(r, seed=r["seed"] + 3, t2i=r["t2i"] + 0.01) for r in rows if r["variant"] == "djsrh" and r["bits"] == 16]
+    path = write_results_doc(rows + extra, tmp_path / "results.md", ref, main_seeds=[0, 1, 2])
+    text = path.read_text()
+    assert "Seed variance on MIRFlickr" in text and "| 16 | T→I | 6 |" in text and "3 seed(s)" in text
+    assert "# DJSRH results" in text and "DJSRH, 80 epochs" in text and "cells reach it" in text
+    assert "beats independent reference CMFH" in text and "lower in 3 of 3 seeds" in text and "s/epoch" in text
+
+
+def test_cli_train_smoke_on_the_synthetic_source(tmp_path):
+    from cmhash.data import SOURCES
+
+    if "synthetic" not in SOURCES.names():
+        pytest.skip("the synthetic source is not installed in this checkout")
+    out = tmp_path / "syn"
+    args = ["train", "djsrh", "--dataset", "synthetic", "-o", "n=700", "-o", "image_dim=64", "-o", "vocab_size=120", "--bits", "16"]
+    args += ["--epochs", "2", "--set", "hidden=64", "--split", "random", "--split-param", "num_query=100", "--split-param", "num_train=400", "--out", str(out), "--no-progress", "--num-val", "50"]
+    assert cli(args) == 0
+    m = _metrics(out)
+    assert m["dataset"] == "synthetic" and m["i2t"]["map@50"] > 0 and m["hparams"]["lr_image"] == 0.02  # synthetic preset
+    assert load_checkpoint(out).meta["dataset"]["source_options"] == {"n": 700, "image_dim": 64, "vocab_size": 120}
+
+
+def test_fit_accepts_a_whole_preset_a_seed_threads_and_a_progress_callback(tmp_path):
+    from cmhash.presets import load_preset
+
+    ds = tiny()
+    calls = []
+    preset = load_preset("djsrh", "wiki")  # includes run settings (split, eval_every, ...) and its source
+    m = create_method("djsrh", 8, seed=3, **{**preset, "epochs": 2, "hidden": 16})
+    assert "split" not in m.hparams and m.seed == 3
+    m.fit(ds, progress=lambda step, total, loss: calls.append((step, total, loss)), threads=1, run_dir=str(tmp_path))
+    assert calls[-1][0] == calls[-1][1] == 2 * (len(ds) // 32) and all(np.isfinite(c[2]) for c in calls)
+    same = create_method("djsrh", 8, seed=3, **{**preset, "epochs": 2, "hidden": 16}).fit(ds, progress=False)
+    assert _same_weights(m, same)
+    assert read_payload(tmp_path / "checkpoint.pt")["train_config"]["progress"] is True
+
+
+def test_a_non_finite_loss_stops_training_with_advice():
+    ds = tiny()
+    ds.image_features[:, 0] = np.nan  # bypasses the dataset's own check on purpose
+    with pytest.raises(CmhashError, match="loss became nan.*learning rates"):
+        _fit(ds, _cfg(None, epochs=1))
+
+
+def test_cli_trains_a_shallow_method_too_and_its_checkpoint_encodes(tmp_path):
+    from cmhash.methods import METHODS
+
+    if "cmfh" not in METHODS:
+        pytest.skip("CMFH is not installed in this checkout")
+    root = write_tiny_wiki(tmp_path / "wiki")
+    out = tmp_path / "cmfh"
+    assert cli(["train", "cmfh", "--dataset", "wiki", "--data-root", str(root), "--bits", "8", "--out", str(out), "--no-progress"]) == 0
+    m = _metrics(out)
+    assert m["method"] == "cmfh" and m["protocol"]["split"]["protocol"] == "official" and m["epochs"] is None
+    ck = load_checkpoint(out)
+    from cmhash.data import load_dataset
+
+    ds = load_dataset("wiki", root)
+    assert ck.method_name == "cmfh" and ck.encode(ds, "text").shape == (200, 8)
+
+
+def test_reproduce_results_report_only_writes_the_document_from_existing_runs(tmp_path):
+    from cmhash.methods.reproduction import Cell
+
+    runs = tmp_path / "runs"
+    for variant in ("djsrh", "djsrh-3", "djsrh-4"):
+        for seed in (0, 1):
+            d = Cell("djsrh", variant, "mirflickr", 64, seed).run_dir(runs)
+            d.mkdir(parents=True)
+            (d / "metrics.json").write_text(json.dumps({
+                "i2t": {"map@50": 0.8 + seed / 100}, "t2i": {"map@50": 0.7}, "seconds": 1.0, "train_seconds_total": 2.0,
+                "seconds_per_epoch": 0.5, "epochs": 80, "environment": {"load_average": [1.0, 1.0, 1.0]},
+                "curves": {"ranks": [1, 50], "i2t_precision": [0.9, 0.8], "t2i_precision": [0.8, 0.7]},
+            }))
+    doc = tmp_path / "results.md"
+    args = ["reproduce", "results", "--data", str(tmp_path / "data"), "--mir-features", "x.npz", "--seeds", "0,1", "--bits", "64",
+            "--ablation-bits", "64", "--out", str(runs), "--doc", str(doc), "--report-only", "--reference", str(tmp_path),
+            "--variance", "mirflickr:64:0-3"]
+    assert cli(args) == 0
+    text = doc.read_text()
+    assert "## 1. MIRFlickr" in text and "| 64 | 0.805 ± 0.007 |" in text and "## 3. Ablation" in text and "DJSRH-4" in text
+    assert (runs / "results.csv").read_text().count("\n") == 7
+
+
+def test_features_from_a_cmhash_feature_cache_and_encoder_specs_in_the_checkpoint(tmp_path):
+    from PIL import Image
+
+    from cmhash.data.images import FileImageStore
+    from cmhash.features import create_text_encoder, encoder_from_spec, extract_features
+    from cmhash.methods.experiment import attach_features, train_and_evaluate
+    from cmhash.data.splits import make_split
+
+    rng = np.random.default_rng(0)
+    n, y = 96, np.arange(96) % 3
+    paths = []
+    for i in range(n):
+        p = tmp_path / f"im{i}.png"
+        Image.fromarray((rng.uniform(0, 40, (20, 20, 3)) + 200 * np.eye(3)[y[i]]).astype(np.uint8)).save(p)
+        paths.append(p)
+    words = [["sea", "boat"], ["tree", "leaf"], ["car", "road"]]
+    texts = [", ".join(words[c] + ["photo"]) for c in y]
+    ds = PairedDataset(name="tinyset", ids=[f"p{i}" for i in range(n)], images=FileImageStore(paths), texts=texts, text_kind="tags",
+                       labels=np.eye(3, dtype=np.uint8)[y])
+    cache_dir = tmp_path / "cache"
+    extract_features(ds, "tiny-image", create_text_encoder("bow", min_count=1), cache_dir, progress=False)
+    with_feats = attach_features(ds, cache_dir)
+    assert with_feats.image_features.shape == (n, 16 * 16 * 3) and with_feats.meta["image_features"] == "tiny-image"
+    split = make_split(with_feats, "random", seed=0, num_query=24, num_train=64)
+    m = train_and_evaluate("djsrh", with_feats, split, 8, {"hidden": 16, "epochs": 2, "lr_image": 0.01, "lr_text": 0.01},
+                           out_dir=tmp_path / "run", run={"num_val": 0}, progress=False, tensorboard=False)
+    assert m["features"]["image_features"] == "tiny-image"
+    ck = load_checkpoint(tmp_path / "run")
+    text_encoder = encoder_from_spec(ck.meta["features"]["encoders"]["text"])  # what a search service does with a new query
+    codes = ck.encode(text_encoder.encode([texts[0]]), "text")
+    assert codes.shape == (1, 8)
+    np.testing.assert_array_equal(codes, ck.encode(with_feats.text_features[:1], "text"))
