@@ -9,7 +9,7 @@ TORCH_PIN ?= torch==2.13.0
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.cmhash-installed
 
-.PHONY: demo test venv bench clean-venv results
+.PHONY: demo test venv bench bench-full clean-venv results
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,8 +25,20 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# Benchmarks print figures (they assert nothing). `bench` takes about 10 minutes on 2 cores;
+# `bench-full` adds 10M-code search, Milvus and the slow torch rows (about an hour).
 bench: $(STAMP)
 	$(PY) benchmarks/metrics_bench.py
+	$(PY) benchmarks/train_bench.py
+	$(PY) benchmarks/features_bench.py --quick
+	$(PY) benchmarks/search_bench.py --sizes 1000000 --backends raw-faiss faiss numpy --no-recall
+
+bench-full: $(STAMP)
+	$(PY) benchmarks/metrics_bench.py
+	$(PY) benchmarks/train_bench.py --compare
+	$(PY) benchmarks/features_bench.py
+	$(PY) benchmarks/search_bench.py --overhead
+	$(PY) benchmarks/data_load_bench.py --nuswide-rows 186577
 
 clean-venv:
 	rm -rf $(VENV)

@@ -67,7 +67,14 @@ TOPK = 50
 def load_mirflickr_features(path: Path, data_root: Path | None) -> PairedDataset:
     """The MIRFlickr pairs with precomputed features; checks ids/labels against the source if present."""
     if not path.exists():
-        raise MissingFileError(f"{path}: MIRFlickr features file not found (pass --mir-features)")
+        raise MissingFileError(
+            f"{path}: MIRFlickr features not found; create the ready-made cache with "
+            "`cmhash features prepare mirflickr --data-root ../shared/data/mirflickr25k` or pass --mir-features FILE.npz"
+        )
+    if path.is_dir():  # a cmhash feature cache: the source gives ids, labels and the tag BoW
+        from cmhash.methods.experiment import attach_features
+
+        return attach_features(load_dataset("mirflickr", data_root), path)
     z = np.load(path, allow_pickle=False)
     missing = [k for k in ("image_features", "text_features", "labels", "ids") if k not in z]
     if missing:
@@ -153,7 +160,7 @@ def summarise(rows: list[dict], bits_list) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", nargs="+", default=["mirflickr", "wiki"], choices=["mirflickr", "wiki"])
-    p.add_argument("--mir-features", type=Path, default=Path("/work/cache/mir_effnet_lite0.npz"))
+    p.add_argument("--mir-features", type=Path, default=None, help="an .npz (image_features, text_features, labels, ids) or a feature cache (default: the ready-made cache of `cmhash features prepare mirflickr`)")
     p.add_argument("--mir-root", type=Path, default=SHARED / "data" / "mirflickr25k", help="checks the features file's rows against the source")
     p.add_argument("--wiki-root", type=Path, default=SHARED / "data" / "wikipedia")
     p.add_argument("--bits", nargs="+", type=int, default=[16, 32, 64, 128])
@@ -171,7 +178,11 @@ def main(argv=None) -> int:
         for name in args.datasets:
             print(f"{name}:", flush=True)
             if name == "mirflickr":
-                ds, protocol = load_mirflickr_features(args.mir_features, args.mir_root), "djsrh"
+                if args.mir_features is None:
+                    from cmhash.features.prepared import features_cache_dir
+
+                    args.mir_features = features_cache_dir("mirflickr")
+                ds, protocol = load_mirflickr_features(Path(args.mir_features), args.mir_root), "djsrh"
             else:
                 ds, protocol = load_dataset("wiki", args.wiki_root), "official"
             rows += run_dataset(name, ds, protocol, args)
