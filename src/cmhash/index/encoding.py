@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from cmhash.errors import CmhashError, DataError
+from cmhash.errors import DataError
 
 
 @dataclass
@@ -32,10 +32,6 @@ class EncodedCollection:
     bits: int
     metadata: list[dict[str, Any]] | None = None
     info: dict[str, Any] = field(default_factory=dict)
-
-
-class ModelNotAvailableError(CmhashError, NotImplementedError):
-    """Kept for callers written against the first index release; no longer raised."""
 
 
 SPLITS = ("db", "query", "all")
