@@ -448,3 +448,15 @@ def test_features_from_a_cmhash_feature_cache_and_encoder_specs_in_the_checkpoin
     codes = ck.encode(text_encoder.encode([texts[0]]), "text")
     assert codes.shape == (1, 8)
     np.testing.assert_array_equal(codes, ck.encode(with_feats.text_features[:1], "text"))
+
+
+def test_grid_cells_of_another_method_use_its_own_settings_not_a_djsrh_variant(tmp_path):
+    from cmhash.methods.reproduction import GridSpec, plan, train_command
+
+    cells = plan("cmfh", "wiki", [16], [0, 1])
+    assert [c.variant for c in cells] == ["cmfh", "cmfh"]
+    cmd = train_command(cells[0], tmp_path, GridSpec(data_root="w", features=None, epochs=None, overrides=[], threads=1, device="cpu", extra_args=[]))
+    assert "--variant" not in cmd and cmd[cmd.index("train") + 1] == "cmfh"
+    djsrh = plan("djsrh", "wiki", [16], [0], ["djsrh", "djsrh-4"])
+    assert "--variant" not in train_command(djsrh[0], tmp_path, GridSpec(data_root="w", features=None, epochs=None, overrides=[], threads=1, device="cpu", extra_args=[]))
+    assert "djsrh-4" in train_command(djsrh[1], tmp_path, GridSpec(data_root="w", features=None, epochs=None, overrides=[], threads=1, device="cpu", extra_args=[]))

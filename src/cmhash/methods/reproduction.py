@@ -82,8 +82,9 @@ class GridSpec:
     extra_args: list[str] = field(default_factory=list)
 
 
-def plan(method: str, dataset: str, bits: Iterable[int], seeds: Iterable[int], variants: Iterable[str] = ("djsrh",)) -> list[Cell]:
-    return [Cell(method, v, dataset, int(b), int(s)) for v in variants for b in bits for s in seeds]
+def plan(method: str, dataset: str, bits: Iterable[int], seeds: Iterable[int], variants: Iterable[str] | None = None) -> list[Cell]:
+    """Cells of a grid; ``variants`` default to the method's own settings (variant name = method name)."""
+    return [Cell(method, v, dataset, int(b), int(s)) for v in (variants or (method,)) for b in bits for s in seeds]
 
 
 def train_command(cell: Cell, root: Path, spec: GridSpec) -> list[str]:
