@@ -170,6 +170,7 @@ def collect(cells: Sequence[Cell], root: Path) -> list[dict[str, Any]]:
         if not path.exists():
             continue
         m = json.loads(path.read_text(encoding="utf-8"))
+        epoch_secs = _epoch_seconds(c.run_dir(root) / "train_log.csv")
         rows.append(
             {
                 **asdict(c),
@@ -178,6 +179,7 @@ def collect(cells: Sequence[Cell], root: Path) -> list[dict[str, Any]]:
                 "seconds": m.get("seconds"),
                 "train_seconds": m.get("train_seconds_total") or m.get("train_seconds_epochs") or m.get("train_seconds"),
                 "seconds_per_epoch": m.get("seconds_per_epoch"),
+                "seconds_per_epoch_median": float(np.median(epoch_secs)) if epoch_secs else None,
                 "epochs": m.get("epochs"),
                 "curves": m.get("curves"),
                 "load_average": (m.get("environment") or {}).get("load_average"),
@@ -186,8 +188,16 @@ def collect(cells: Sequence[Cell], root: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _epoch_seconds(log: Path) -> list[float]:
+    """Per-epoch step seconds from a run's train_log.csv (empty when there is none)."""
+    if not log.exists():
+        return []
+    with open(log, encoding="utf-8", newline="") as fh:
+        return [float(r["seconds"]) for r in csv.DictReader(fh) if r.get("seconds") not in (None, "")]
+
+
 def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> Path:
-    cols = ["method", "variant", "dataset", "bits", "seed", "i2t", "t2i", "seconds", "train_seconds", "seconds_per_epoch", "epochs"]
+    cols = ["method", "variant", "dataset", "bits", "seed", "i2t", "t2i", "seconds", "train_seconds", "seconds_per_epoch", "seconds_per_epoch_median", "epochs"]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
     w.writeheader()
@@ -393,14 +403,23 @@ def effect_markdown(effects: list[dict[str, Any]], title: str) -> str:
 
 
 def timing_markdown(rows) -> str:
-    lines = ["| dataset | variant | bits | runs | epochs | s/epoch (mean) | training time per run (mean) |", "|---|---|---|---|---|---|---|"]
+    """Per dataset/variant/bits: s/epoch (mean of runs, and median epoch: robust to load spikes) and time per run."""
+    lines = [
+        "| dataset | variant | bits | runs | epochs | s/epoch (mean) | s/epoch (median epoch) | training time per run (mean) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     keys = sorted({(r["dataset"], r["variant"], r["bits"]) for r in rows})
     for d, v, b in keys:
         rs = group(rows, dataset=d, variant=v, bits=b)
         spe = mean_std([r["seconds_per_epoch"] for r in rs])
+        med = [r.get("seconds_per_epoch_median") for r in rs if r.get("seconds_per_epoch_median") is not None]
         tot = mean_std([r["train_seconds"] for r in rs])
         ep = rs[0].get("epochs")
-        lines.append(f"| {d} | {v} | {b} | {len(rs)} | {ep} | {spe[0]:.2f} | {tot[0] / 60:.1f} min |")
+        if spe[2] == 0:  # shallow methods (CMFH): no epochs
+            lines.append(f"| {d} | {v} | {b} | {len(rs)} | - | - | - | {tot[0]:.1f} s |" if tot[2] else f"| {d} | {v} | {b} | {len(rs)} | - | - | - | - |")
+            continue
+        med_txt = f"{np.median(med):.2f}" if med else "-"
+        lines.append(f"| {d} | {v} | {b} | {len(rs)} | {ep} | {spe[0]:.2f} | {med_txt} | {tot[0] / 60:.1f} min |")
     return "\n".join(lines) + "\n"
 
 

@@ -205,8 +205,9 @@ def write_results_doc(
     parts.append("## 5. Training time\n")
     parts.append(
         "Seconds per epoch are the optimiser steps only (no evaluation or checkpoint), one thread per run, two runs at a "
-        "time on a 2-core machine shared with other jobs, so they are upper bounds; `benchmarks/train_bench.py` measures "
-        "the step in isolation.\n\n" + R.timing_markdown(rows)
+        "time on a 2-core machine shared with other jobs, so they are upper bounds; the median epoch is the least "
+        "affected by other jobs (and by runs paused while benchmarks used the machine). `benchmarks/train_bench.py` "
+        "measures the step in isolation.\n\n" + R.timing_markdown(rows)
     )
     loads = [r["load_average"][0] for r in rows if r.get("load_average")]
     if loads:
