@@ -124,6 +124,7 @@ def run(args) -> int:
     if threads:
         torch.set_num_threads(int(threads))
     dist = D.init_from_env(args.device)
+    finished = False
     try:
         ds, split = load_data(args, run_settings, hparams)
         bits_list = parse_bits(args.bits)
@@ -152,6 +153,7 @@ def run(args) -> int:
                 results.append(m)
                 print(summary_line(m), flush=True)
                 print(f"  -> {out / 'metrics.json'}", flush=True)
+        finished = True
     finally:
-        D.shutdown()
+        D.shutdown(wait=finished)
     return 0

@@ -353,6 +353,7 @@ class Trainer:
                 D.barrier()
         finally:
             log.close()
+            self._unwrap_ddp()
         return self.history
 
     def _eval_due(self, epoch: int) -> bool:
@@ -380,6 +381,19 @@ class Trainer:
             if any(p.requires_grad for p in net.parameters()):
                 ids = [device.index] if device.type == "cuda" else None
                 self.method.fwd[name] = DDP(net, device_ids=ids, find_unused_parameters=False)
+
+    def _unwrap_ddp(self) -> None:
+        """Drop the DDP wrappers (and their reducers' pending gloo work) before the process group goes.
+
+        Left to interpreter shutdown, their destructors could run after the group was destroyed and
+        abort the process ("terminate called without an active exception").
+        """
+        if not self.dist.enabled:
+            return
+        import gc
+
+        self.method.fwd = dict(self.method.nets.items())
+        gc.collect()
 
     def _run_epoch(self, epoch: int, source, n: int) -> dict[str, Any]:
         cfg, method, dist = self.config, self.method, self.dist
