@@ -99,6 +99,23 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- features
+def code_version() -> str:
+    """cmhash's version, plus the git commit (and '-dirty') when running from a checkout: results say which code made them."""
+    import subprocess
+
+    from cmhash import __version__
+
+    here = Path(__file__).resolve().parents[1]  # the cmhash package
+    try:
+        sha = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5)
+        if sha.returncode != 0:
+            return __version__
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no", "--", "."], capture_output=True, text=True, timeout=5)
+        return f"{__version__}+g{sha.stdout.strip()}" + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+
+
 def attach_features(ds, features: str | Path | None = None, *, encoder: str | None = None):
     """Dataset with precomputed image features from ``features`` (an ``.npz`` or a feature cache).
 
@@ -372,6 +389,7 @@ def train_and_evaluate(
             "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__,
             "python": platform.python_version(),
+            "cmhash": code_version(),
             "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         },
         "checkpoint": str(out / CHECKPOINT),

@@ -183,6 +183,7 @@ def collect(cells: Sequence[Cell], root: Path) -> list[dict[str, Any]]:
                 "epochs": m.get("epochs"),
                 "curves": m.get("curves"),
                 "load_average": (m.get("environment") or {}).get("load_average"),
+                "code": (m.get("environment") or {}).get("cmhash"),
             }
         )
     return rows

@@ -213,6 +213,11 @@ def write_results_doc(
     if loads:
         parts.append(f"\nLoad average (1 min) when the runs finished: median {np.median(loads):.1f}, max {max(loads):.1f} on 2 cores.\n")
     parts.append(NOTES)
+    codes: dict[str, int] = {}
+    for r in rows + extra:
+        key = r.get("code") or "not recorded (runs made before cmhash recorded its version in metrics.json)"
+        codes[key] = codes.get(key, 0) + 1
+    parts.append("* Code that made the runs: " + "; ".join(f"{k}: {n} runs" for k, n in sorted(codes.items())) + ".\n")
     if command:
         parts.append(f"This file was written by: `{command}`\n")
     text = "\n".join(parts)
