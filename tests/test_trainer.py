@@ -414,6 +414,8 @@ def test_reproduce_results_report_only_writes_the_document_from_existing_runs(tm
     text = doc.read_text()
     assert "## 1. MIRFlickr" in text and "| 64 | 0.805 ± 0.007 |" in text and "## 3. Ablation" in text and "DJSRH-4" in text
     assert (runs / "results.csv").read_text().count("\n") == 7
+    assert (tmp_path / "results_mirflickr_curves.png").stat().st_size > 0 and "](results_mirflickr_curves.png)" in text
+    assert "Code that made the runs: not recorded" in text
 
 
 def test_features_from_a_cmhash_feature_cache_and_encoder_specs_in_the_checkpoint(tmp_path):

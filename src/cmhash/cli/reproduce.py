@@ -257,8 +257,17 @@ def run_results(args) -> int:
         status |= _run(cells, args, _spec(args, data_root, feats))
     rows = R.collect(all_cells, root)
     R.write_csv(rows, root / "results.csv")
+    import shutil
+
+    from cmhash.io import atomic_path
+    from cmhash.methods.results_doc import CURVES_PNG
+
     for ds in ("wiki", "mirflickr"):
-        R.plot_curves(rows, ds, root / ds / f"curves_{args.method}.png", args.method)
+        png = R.plot_curves(rows, ds, root / ds / f"curves_{args.method}.png", args.method)
+        if png is not None:  # beside the document, which shows it
+            Path(args.doc).parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(Path(args.doc).parent / CURVES_PNG.format(dataset=ds), suffix=".png") as tmp:
+                shutil.copyfile(png, tmp)
     import shlex
     import sys
 

@@ -128,6 +128,9 @@ CANONICAL_COMMAND = (
     "--variance mirflickr:16,32:0-5 --variance wiki:16,32,64,128:0-9"
 )
 
+#: Name of the precision@top-R plot written beside the results document (per dataset).
+CURVES_PNG = "results_{dataset}_curves.png"
+
 NOTES = """## 6. Notes
 
 * Protocol differences with the paper are stated in each table's caption: our MIRFlickr is the
@@ -178,6 +181,9 @@ def write_results_doc(
     curves = R.curves_markdown(rows, "mirflickr")
     if curves:
         parts.append("Precision@top-R (mean over seeds; `cmhash reproduce` also plots these as `runs/mirflickr/curves_djsrh.png`):\n\n" + curves)
+        png = Path(path).parent / CURVES_PNG.format(dataset="mirflickr")
+        if png.exists():
+            parts.append(f"\n![Precision@top-R of DJSRH on MIRFlickr, both directions, one line per code length]({png.name})\n")
     if R.group(rows, dataset="wiki", method="djsrh"):
         parts.append("## 2. Wiki (official features and split)\n")
         parts.append(R.table1_markdown(rows, "wiki", "djsrh", ref_dir))
