@@ -31,7 +31,7 @@ examples:
   # the one command that regenerates docs/results.md (hours of CPU the first time; resumable)
   cmhash reproduce results --data ../shared/data --mir-features ~/.cache/cmhash/features/mirflickr \\
       --seeds 0,1,2 --jobs 2 --out runs --doc docs/results.md \\
-      --variance mirflickr:16,32:0-5 --variance wiki:16,32,64,128:0-9
+      --variance mirflickr:16,32:0-5 --variance wiki:16,32,64,128:0-5
 """
 
 

@@ -125,7 +125,7 @@ def seed_variance(rows, dataset: str, ref: dict, main_seeds: Sequence[int]) -> s
 CANONICAL_COMMAND = (
     "cmhash reproduce results --data ../shared/data --mir-features <MIRFlickr EfficientNet-Lite0 features: a cmhash feature "
     "cache or .npz> --seeds 0,1,2 --jobs 2 --out runs --doc docs/results.md "
-    "--variance mirflickr:16,32:0-5 --variance wiki:16,32,64,128:0-9"
+    "--variance mirflickr:16,32:0-5 --variance wiki:16,32,64,128:0-5"
 )
 
 #: Name of the precision@top-R plot written beside the results document (per dataset).
