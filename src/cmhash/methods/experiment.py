@@ -106,6 +106,8 @@ def code_version() -> str:
     from cmhash import __version__
 
     here = Path(__file__).resolve().parents[1]  # the cmhash package
+    if here.parent.name != "src" or not (here.parents[1] / "pyproject.toml").exists():
+        return __version__  # an installed copy, not a checkout: git would describe some other repository
     try:
         sha = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5)
         if sha.returncode != 0:
