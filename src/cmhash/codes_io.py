@@ -22,7 +22,7 @@ import numpy as np
 
 from cmhash import codes as C
 from cmhash.errors import DataError, MissingFileError
-from cmhash.io import save_npz
+from cmhash.io import read_npz, save_npz
 
 CODE_KEYS = ("query_image", "query_text", "db_image", "db_text")
 OTHER_KEYS = ("query_labels", "db_labels", "query_groups", "db_groups", "query_ids", "db_ids")
@@ -58,11 +58,7 @@ def load_codes(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise MissingFileError(f"{path}: codes file not found (write one with `cmhash encode`)")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except Exception as exc:
-        raise DataError(f"{path}: not a readable .npz codes file ({exc})") from exc
+    data = read_npz(path, ".npz codes file")
     if "meta" not in data:
         raise DataError(f"{path}: no 'meta' entry; not a cmhash codes file")
     meta = json.loads(str(data.pop("meta")))

@@ -123,3 +123,17 @@ def save_npz(dest: str | os.PathLike, **arrays: np.ndarray) -> Path:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
     return Path(dest)
+
+
+def read_npz(path: str | os.PathLike, what: str = ".npz file") -> dict[str, np.ndarray]:
+    """All arrays of an .npz (no pickles), with an error that names the file when it cannot be read.
+
+    Callers check that the file exists first, so their message can say how to make one.
+    """
+    from cmhash.errors import DataError
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as exc:
+        raise DataError(f"{path}: not a readable {what} ({exc})") from exc

@@ -48,12 +48,9 @@ def _topk_arg(value: str):
     if value.lower() in ("all", "none", "0"):
         return None
     try:
-        k = int(value)
-    except ValueError:
+        return _positive_int(value)
+    except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {value!r}") from None
-    if k <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {value!r}")
-    return k
 
 
 def _positive_int(value: str) -> int:

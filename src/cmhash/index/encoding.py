@@ -67,8 +67,8 @@ def encode_collection(checkpoint: str | Path, dataset_name: str | None, data_roo
 
 
 @lru_cache(maxsize=4)
-def _model(checkpoint: str):
-    """Checkpoint and featuriser, kept for repeated queries (the search service asks many)."""
+def _model(checkpoint: str, mtime_ns: int):
+    """Checkpoint and featuriser, kept for repeated queries; a rewritten checkpoint (new mtime) is reloaded."""
     from cmhash.methods.checkpoint import load_checkpoint
     from cmhash.methods.inference import QueryFeaturizer
 
@@ -81,7 +81,10 @@ def encode_query(checkpoint: str | Path, text: str | None = None, image: str | P
     if (text is None) == (image is None):
         raise DataError("give exactly one of text or image")
     path = Path(checkpoint)
-    ckpt, featurizer = _model(str(path.resolve() if path.exists() else path))
+    if path.is_dir():
+        path = path / "checkpoint.pt"
+    mtime = path.stat().st_mtime_ns if path.exists() else 0
+    ckpt, featurizer = _model(str(path.resolve() if path.exists() else path), mtime)
     if text is not None:
         if not str(text).strip():
             raise DataError("the text query is empty")

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from cmhash.errors import CmhashError, DataError, MissingFileError
-from cmhash.io import write_json
+from cmhash.io import read_npz, write_json
 
 #: Preset keys that configure the run rather than the method.
 RUN_KEYS = ("split", "split_params", "num_val", "eval_every", "select", "image_features", "notes")
@@ -131,11 +131,7 @@ def attach_features(ds, features: str | Path | None = None, *, encoder: str | No
         raise MissingFileError(f"{path}: features not found (give an .npz with image_features and ids, or a feature cache folder)")
     if path.is_dir():
         return _from_feature_cache(ds, path, encoder)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except Exception as exc:
-        raise DataError(f"{path}: not a readable .npz file ({exc})") from exc
+    data = read_npz(path)
     if "image_features" not in data:
         raise DataError(f"{path}: no 'image_features' array (found: {', '.join(data)})")
     img = np.asarray(data["image_features"], dtype=np.float32)
