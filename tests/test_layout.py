@@ -138,13 +138,18 @@ def test_no_import_cycles_between_files():
 
 
 def test_methods_package_holds_only_methods_and_their_math():
-    allowed_shared = {"__init__", "base", "deep", "shallow", "similarity", "losses"}
-    from cmhash.methods import METHODS
+    """Every module of methods/ registers a method, or is shared method math listed in SHARED_MODULES."""
+    import importlib
 
-    method_modules = {m.rsplit(".", 1)[-1] for m in METHODS._modules} if hasattr(METHODS, "_modules") else set()
+    from cmhash.methods import METHODS, SHARED_MODULES
+
+    registered_in = {cls.__module__ for cls in (METHODS.get(n) for n in METHODS.names())}
     for path in (SRC / "methods").glob("*.py"):
         name = path.stem
-        assert name in allowed_shared or name in method_modules, f"methods/{name}.py is neither a method nor shared method math"
+        if name == "__init__" or name in SHARED_MODULES:
+            continue
+        importlib.import_module(f"cmhash.methods.{name}")
+        assert f"cmhash.methods.{name}" in registered_in, f"methods/{name}.py registers no method and is not in SHARED_MODULES"
 
 
 def test_the_checker_sees_upward_and_cyclic_imports(tmp_path):
