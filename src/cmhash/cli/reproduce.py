@@ -12,6 +12,7 @@ seeds beside the paper's numbers and the independent reference's (from ``../shar
 
 from __future__ import annotations
 
+from cmhash.validation import device_arg, positive_int_arg
 from cmhash.cli._common import add_parser
 
 EPILOG_TABLE1 = """\
@@ -43,12 +44,12 @@ def _common(p, dataset_required: bool = True) -> None:
     p.add_argument("--method", default="djsrh", help="method to run")
     p.add_argument("--seeds", default="0,1,2", help="comma list of seeds")
     p.add_argument("--out", default="runs", help="root folder of the runs (OUT/<dataset>/<method>/<variant>/<bits>bits/seed<k>)")
-    p.add_argument("--jobs", type=int, default=1, help="runs trained in parallel (each a 1-thread process by default)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per run")
-    p.add_argument("--epochs", type=int, help="override the preset's epochs (quick checks)")
+    p.add_argument("--jobs", type=positive_int_arg, default=1, help="runs trained in parallel (each a 1-thread process by default)")
+    p.add_argument("--threads", type=positive_int_arg, default=1, help="torch threads per run")
+    p.add_argument("--epochs", type=positive_int_arg, help="override the preset's epochs (quick checks)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="hyper-parameter override for every run")
     p.add_argument("--split-param", action="append", metavar="KEY=N", help="split protocol parameter for every run (as `cmhash train`)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", type=device_arg, default="auto")
     p.add_argument("--reference", help="folder with the paper's tables and independent_reference.md (default: ../shared/reference)")
     p.add_argument("--report-only", action="store_true", help="do not train; report the runs that exist")
     p.add_argument("--no-progress", action="store_true")
@@ -112,12 +113,9 @@ def _ints(text: str) -> list[int]:
 
 
 def _seeds(text: str) -> list[int]:
-    from cmhash.errors import CmhashError
+    from cmhash.validation import seed_list
 
-    try:
-        return [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise CmhashError(f"--seeds must be integers separated by commas, got '{text}'") from None
+    return seed_list(text)
 
 
 def _spec(args, data_root, features):
