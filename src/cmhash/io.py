@@ -136,7 +136,19 @@ def read_npz(path: str | os.PathLike, what: str = ".npz file") -> dict[str, np.n
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except Exception as exc:
-        raise DataError(f"{path}: not a readable {what} ({exc})") from exc
+        raise DataError(f"{path}: not a readable {what} ({safe_reason(exc)})") from exc
+
+
+def safe_reason(exc: BaseException) -> str:
+    """The first line of a loader's error, minus advice to load the file unsafely.
+
+    numpy and torch suggest ``allow_pickle=True`` / ``weights_only=False`` for files they refuse;
+    following that advice on an untrusted file runs its code, so cmhash never repeats it.
+    """
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if any(w in str(exc) for w in ("pickle", "weights_only", "Unpickl", "unpickl")):
+        return "not a file of plain arrays: it holds pickled Python objects or is not an array archive at all; cmhash never unpickles files"
+    return text[:200]
 
 
 # ----------------------------------------------------------------------------- one writer, no clobbering
