@@ -109,7 +109,9 @@ class EfficientNetLiteEncoder(TorchImageEncoder):
         import io
 
         with contextlib.redirect_stdout(io.StringIO()):  # the package prints "Loaded pretrained weights"
-            model = EfficientNet.from_pretrained(self.variant, weights_path=str(self.weights_path()), image_size=self.preprocess.size)
+            from cmhash.safe_torch import efficientnet_from_file
+
+            model = efficientnet_from_file(self.variant, self.weights_path(), image_size=self.preprocess.size)
         return _Pooled.wrap(model)
 
 

@@ -192,7 +192,9 @@ def build_backbone(name: str, weights: str | None = None, *, pretrained: bool = 
             import io
 
             with contextlib.redirect_stdout(io.StringIO()):  # the package prints on load
-                model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(path))
+                from cmhash.safe_torch import efficientnet_from_file
+
+                model = efficientnet_from_file("efficientnet-lite0", path)
         return _Backbone(name, model)
     if name == "alexnet":
         model = AlexNet()

@@ -298,7 +298,11 @@ def _read_csv(path: Path, free_text_column: str | None, delimiter: str) -> Table
         table = Table(path, columns)
         width = len(columns)
         j = columns.index(free_text_column) if free_text_column in columns else None
+        end = reader.line_num
         for fields in reader:
+            start, end = end + 1, reader.line_num
+            if end > start and any("\n" in f or "\r" in f for f in fields):
+                _check_closed_quotes(path, start, delimiter)
             line = reader.line_num
             if not fields or all(not f.strip() for f in fields):
                 continue
@@ -312,6 +316,21 @@ def _read_csv(path: Path, free_text_column: str | None, delimiter: str) -> Table
             table.rows.append(dict(zip(columns, fields)))
             table.lines.append(line)
     return table
+
+
+def _check_closed_quotes(path: Path, start: int, delimiter: str) -> None:
+    """A row that spans lines is fine when its quotes close; an unterminated quote (which would
+    swallow every following row into one field) is an error naming the line where it opens."""
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        tail = fh.read().splitlines(keepends=True)[start - 1 :]
+    reader = csv.reader(tail, delimiter=delimiter, strict=True)
+    try:
+        next(reader, None)
+    except csv.Error:
+        raise DataError(
+            f"{path}, line {start}: a quoted field opens here and is never closed, so the rows after it would be "
+            "read as part of it; close the quote (or double it, \"\", inside a quoted field)"
+        ) from None
 
 
 def _read_jsonl(path: Path) -> Table:
