@@ -181,7 +181,9 @@ def write_lock(target: str | os.PathLike, what: str = "output", is_dir: bool | N
     target = Path(target)
     if is_dir is None:
         is_dir = target.is_dir()
+    created = False
     if is_dir:
+        created = not target.exists()
         target.mkdir(parents=True, exist_ok=True)
         path = target / ".cmhash.lock"
     else:
@@ -223,6 +225,9 @@ def write_lock(target: str | os.PathLike, what: str = "output", is_dir: bool | N
         with contextlib.suppress(OSError):
             os.unlink(path)
         os.close(fd)
+        if created:  # a folder made only to be locked, then left empty by a failed job, goes too
+            with contextlib.suppress(OSError):
+                target.rmdir()
 
 
 def clean_stale_temps(target: str | os.PathLike, is_dir: bool | None = None) -> list[Path]:
@@ -262,5 +267,5 @@ def refuse_existing(target: str | os.PathLike, what: str, *, overwrite: bool = F
         exists = target.exists()
     if exists and not overwrite and not resume:
         hint = "--resume to continue it or --overwrite to replace it" if resume is not None else "--overwrite to replace it"
-        raise CmhashError(f"{target}: already holds a {what}; pass {hint}, or choose another output")
+        raise CmhashError(f"{target}: already holds {what}; pass {hint}, or choose another output")
     return exists

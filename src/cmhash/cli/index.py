@@ -138,7 +138,7 @@ def run_build(args) -> int:
     dataset_options = parse_kv(args.dataset_option)
     with write_lock(args.out, "index", is_dir=False):
         clean_stale_temps(args.out, is_dir=False)
-        refuse_existing(args.out, "index", overwrite=args.overwrite)
+        refuse_existing(args.out, "an index", overwrite=args.overwrite)
         return _build(args, options, dataset_options)
 
 

@@ -108,7 +108,7 @@ def claim_run_dirs(args, outs) -> None:
     if args.resume and args.overwrite:
         raise UsageError("--resume and --overwrite contradict each other: continue the run or replace it")
     for out in outs:
-        if refuse_existing(out, "training run", overwrite=args.overwrite, resume=args.resume) and args.overwrite:
+        if refuse_existing(out, "a training run", overwrite=args.overwrite, resume=args.resume) and args.overwrite:
             for name in RUN_FILES:
                 p = out / name
                 if p.is_dir():
