@@ -60,7 +60,7 @@ def world(tmp_path_factory):
     w["folder"] = data
     w["cache"] = root / "cache"
     assert main(["features", "extract", "--dataset", "folder", "--data-root", str(data), "--image-encoder", "tiny-image",
-                 "--text-encoder", "bow", "--out", str(w["cache"]), "--no-progress"]) == 0
+                 "--text-encoder", "bow", "--text-option", "min_count=1", "--out", str(w["cache"]), "--no-progress"]) == 0
     f = w["cache"] / "image_features.npy"
     f.write_bytes(f.read_bytes()[:-100])
 

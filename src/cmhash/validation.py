@@ -84,8 +84,8 @@ def kv_arg(text: str) -> tuple[str, Any]:
     """argparse ``type=`` for a KEY=VALUE option (same rule as :func:`parse_kv`)."""
     try:
         return split_kv(text, "option")
-    except UsageError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    except UsageError:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}") from None
 
 
 def int_params(params: dict[str, Any], flag: str) -> dict[str, int]:

@@ -11,6 +11,7 @@ pairs when given. Errors name the file and the variable and list the variables t
 from __future__ import annotations
 
 import contextlib
+import os
 
 from pathlib import Path
 import numpy as np
@@ -56,9 +57,38 @@ def mat_variables(path: Path) -> list[str]:
     import scipy.io as sio
 
     try:
-        return [name for name, _shape, _cls in sio.whosmat(str(path))]
+        names = [name for name, _shape, _cls in sio.whosmat(str(path))]
     except Exception as exc:
         raise DataError(f"{path}: cannot read as a MATLAB .mat file ({exc})") from exc
+    if _v5_truncated(path):
+        raise DataError(f"{path}: this MATLAB .mat file is truncated or damaged (its last variable ends past the end of the file); copy it again")
+    return names
+
+
+def _v5_truncated(path: Path) -> bool:
+    """True when a v5 file's variables run past its end (a partial copy or download).
+
+    ``whosmat`` stops quietly at the cut, so the variables after it would look merely "missing".
+    """
+    try:
+        from scipy.io.matlab._mio5 import MatFile5Reader
+    except ImportError:  # pragma: no cover - another scipy layout: skip the check
+        return False
+    size = os.path.getsize(path)
+    try:
+        with open(path, "rb") as fh:
+            reader = MatFile5Reader(fh)
+            reader.mat_stream.seek(0)
+            reader.initialize_read()
+            reader.mat_stream.seek(128)
+            while not reader.end_of_stream():
+                _hdr, next_pos = reader.read_var_header()
+                if next_pos > size:
+                    return True
+                reader.mat_stream.seek(next_pos)
+    except Exception:  # noqa: BLE001 - an unreadable header: loadmat reports it
+        return False
+    return False
 
 
 def _missing(path: Path, var: str, found: list[str], option: str | None) -> DataError:
