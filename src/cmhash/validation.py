@@ -28,7 +28,7 @@ MAX_SEED = 2**32 - 1
 MAX_BITS = 4096
 
 _INT = re.compile(r"[+-]?(0|[1-9][0-9]*)")
-_FLOAT = re.compile(r"[+-]?([0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)([eE][+-]?[0-9]+)?")
+_FLOAT = re.compile(r"[+-]?((0|[1-9][0-9]*)(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
 _DEVICE = re.compile(r"(auto|cpu|mps|cuda(:[0-9]+)?)")
 
 
