@@ -134,17 +134,17 @@ def test_index_build_killed_at_random_moments_keeps_the_last_good_index(tmp_path
     out = tmp_path / "x.index"
     argv = ["index", "build", "--codes", str(codes), "--backend", "numpy", "--out", str(out), "--overwrite"]
     t0 = time.perf_counter()
-    assert main(argv) == 0
-    took = time.perf_counter() - t0
+    assert subprocess.run([sys.executable, "-m", "cmhash", *argv], env=_env(), capture_output=True).returncode == 0
+    took = time.perf_counter() - t0  # a whole run, start-up included: kills land inside it
     pick = random.Random(5)
     killed = 0
     for _ in range(3):
         proc = _start(argv)
-        killed += _kill_after(proc, None, pick.uniform(0.5, 1.5 + took))
+        killed += _kill_after(proc, None, pick.uniform(0.3, 0.95) * took)
         index = load_index(out)  # the old index, or the new one once whole: never a half-written file
         assert index.describe()["count"] == n
         index.close()
     assert main(argv) == 0
     assert not list(tmp_path.glob(".*.tmp")) and not list(tmp_path.glob(".*.lock"))
     print(f"index build: {killed} of 3 kills landed while it ran; the index stayed loadable")
-    assert killed >= 1, "no kill landed while the index was being built"
+    assert killed >= 2, f"only {killed} of 3 kills landed while the index was being built"
