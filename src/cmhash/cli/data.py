@@ -281,6 +281,9 @@ def cmd_vocab(args: argparse.Namespace) -> int:
 
     from cmhash.data import source_options as known_options
 
+    from cmhash.validation import output_file
+
+    output_file(args.out, "--out")
     if "text_features" not in known_options(args.name):
         raise DataError(f"{args.name}: this source has no raw texts to build a vocabulary from (its text side is a ready-made feature matrix)")
     ds, _elapsed, _ = _load(args, text_features="bow")
