@@ -234,3 +234,11 @@ def test_weights_files_are_never_unpickled(tmp_path, monkeypatch):
     torch.save({"conv.weight": torch.zeros(2, 2)}, wrong)
     with pytest.raises(DataError, match="not efficientnet-lite0 weights"):
         efficientnet_from_file("efficientnet-lite0", wrong)
+
+
+def test_unknown_index_option_lists_the_real_options():
+    pytest.importorskip("faiss")
+    from cmhash.index import create_index
+
+    with pytest.raises(DataError, match=r"unknown option\(s\) colour; known: .*kind.*nprobe"):
+        create_index("faiss", bits=16, colour="red")
