@@ -50,7 +50,7 @@ def _kill_after(proc, wait_for: Path | None, delay: float, timeout: float = 60) 
 
 
 def _nets(path: Path) -> dict:
-    from cmhash.methods.checkpoint import read_payload
+    from cmhash.training.checkpoint import read_payload
 
     return read_payload(path)["method_state"]["nets"]
 

@@ -46,7 +46,7 @@ def test_every_command_types_key_value_options_alike():
     from cmhash.cli import build_parser
     from cmhash.cli.data import source_options
     from cmhash.cli.index import parse_kv as index_kv
-    from cmhash.methods.experiment import parse_overrides
+    from cmhash.experiments.settings import parse_overrides
 
     args = build_parser().parse_args(["data", "info", "synthetic", "--root", ".", "-o", "n=600", "-o", "signal=0.5"])
     assert source_options(args) == {"n": 600, "signal": 0.5}

@@ -79,7 +79,7 @@ RUN_FILES = ("checkpoint.pt", "metrics.json", "train_log.csv", "tensorboard")
 def check_overrides(method: str, dataset: str, variant: str | None, overrides: dict) -> None:
     """``--set KEY=VALUE`` must keep the type of the setting it replaces (a number stays a number)."""
     from cmhash.errors import UsageError
-    from cmhash.methods.experiment import resolve_settings
+    from cmhash.experiments.settings import resolve_settings
 
     hp, run_settings, _ = resolve_settings(method, dataset, variant, {})
     base = {**hp, **run_settings}
@@ -118,50 +118,35 @@ def claim_run_dirs(args, outs) -> None:
 
 
 def load_data(args, run_settings: dict, hparams: dict):
-    """Dataset with the features the method needs, and its split."""
-    from cmhash.data import load_dataset
-    from cmhash.data.splits import Split, make_split
-    from cmhash.errors import CmhashError
+    """Dataset with the features the method needs (found the same way for every method), and its split."""
+    from cmhash.experiments.run import load_run_data
     from cmhash.validation import int_params, parse_kv
-    from cmhash.data import SOURCES
-    from cmhash.methods.experiment import DEFAULT_SPLITS, attach_features, default_features
 
-    SOURCES.get(args.dataset)  # an unknown dataset is named as such, before asking for its folder
-    if args.dataset != "synthetic" and not args.data_root:
-        raise CmhashError(f"--data-root is required for dataset '{args.dataset}'")
-    options = parse_kv(args.option, "-o", "n=600")
-    ds = load_dataset(args.dataset, args.data_root, **options)
-    if options:
-        ds.meta["source_options"] = options
-    features = args.features
-    if features is None and ds.image_features is None and hparams.get("image_mode", "features") == "features":
-        features = default_features(ds, run_settings.get("image_features"))
-    ds = attach_features(ds, features, encoder=run_settings.get("image_features"))
-    if ds.labels is None and ds.groups is not None:
-        from cmhash.methods.inference import labels_from_groups
-
-        ds = labels_from_groups(ds)
-    if args.split_file:
-        split = Split.load(args.split_file, dataset=ds)
-    else:
-        protocol = args.split or run_settings.get("split") or DEFAULT_SPLITS.get(ds.name, "djsrh")
-        params = dict(run_settings.get("split_params") or {})
-        params.update(int_params(parse_kv(args.split_param, "--split-param", "num_query=1000"), "--split-param"))
-        split = make_split(ds, protocol, seed=args.seed, **params)
-    return ds, split
+    return load_run_data(
+        args.dataset,
+        args.data_root,
+        options=parse_kv(args.option, "-o", "n=600"),
+        features=args.features,
+        image_features=hparams.get("image_mode", "features") == "features",
+        run=run_settings,
+        seed=args.seed,
+        split=args.split,
+        split_params=int_params(parse_kv(args.split_param, "--split-param", "num_query=1000"), "--split-param"),
+        split_file=args.split_file,
+    )
 
 
 def run(args) -> int:
     import torch
 
-    from cmhash.methods import METHODS
-    from cmhash.methods import distributed as D
-    from cmhash.validation import output_dir, parse_kv
-    from cmhash.io import clean_stale_temps, write_lock
-    from cmhash.methods.experiment import resolve_settings, summary_line, train_and_evaluate
-
-    METHODS.get(args.method)  # clear error for unknown methods before loading data
     from pathlib import Path
+
+    from cmhash.experiments.run import method_hparams, summary_line, train_and_evaluate
+    from cmhash.experiments.settings import resolve_settings
+    from cmhash.io import clean_stale_temps, write_lock
+    from cmhash.methods import create_method
+    from cmhash.training import distributed as D
+    from cmhash.validation import output_dir, parse_kv
 
     bits_list = parse_bits(args.bits)
     output_dir(args.out, "--out")
@@ -171,10 +156,10 @@ def run(args) -> int:
     for flag, key in (("epochs", "epochs"), ("image_mode", "image_mode"), ("backbone", "backbone"), ("backbone_weights", "backbone_weights")):
         if getattr(args, flag) is not None:
             overrides[key] = getattr(args, flag)
-    for flag, key in (("eval_every", "eval_every"), ("select", "select"), ("num_val", "num_val")):
-        if getattr(args, flag) is not None:
-            overrides[key] = getattr(args, flag)
-    hparams, run_settings, prov = resolve_settings(args.method, args.dataset, args.variant, overrides)
+    run_overrides = {key: getattr(args, key) for key in ("eval_every", "select", "num_val")}
+    hparams, run_settings, prov = resolve_settings(args.method, args.dataset, args.variant, overrides, run_overrides)
+    # unknown method or hyper-parameter (or a bad value): a clear error before any data is loaded
+    create_method(args.method, bits_list[0], **method_hparams(args.method, hparams, args.seed))
     threads = args.threads if args.threads is not None else (1 if hparams.get("image_mode", "features") == "features" else None)
     if threads:
         torch.set_num_threads(int(threads))
