@@ -99,20 +99,30 @@ def int_params(params: dict[str, Any], flag: str) -> dict[str, int]:
 
 
 # ----------------------------------------------------------------------------- integers
-def positive_int(value: Any, name: str, minimum: int = 1, maximum: int | None = None) -> int:
-    """The one positive-integer check: ``value`` as an int in [minimum, maximum], or a UsageError naming ``name``."""
+def positive_int(value: Any, name: str, minimum: int = 1, maximum: int | None = None, error: type[Exception] = UsageError) -> int:
+    """The one positive-integer check: ``value`` as an int in [minimum, maximum], or ``error`` naming ``name``.
+
+    Accepts ints and integer strings (``"16"``, not ``"16.0"`` or ``True``). Library callers pass
+    their own ``error`` class (e.g. DataError for a source option).
+    """
     if isinstance(value, bool):
-        raise UsageError(f"{name} must be an integer, got {value!r}")
+        raise error(f"{name} must be an integer, got {value!r}")
     try:
-        out = int(str(value).strip()) if not isinstance(value, int) else value
+        out = int(str(value).strip()) if not isinstance(value, (int, np_integer())) else int(value)
     except ValueError:
-        raise UsageError(f"{name} must be an integer, got {value!r}") from None
+        raise error(f"{name} must be an integer, got {value!r}") from None
     if out < minimum:
         what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise UsageError(f"{name} must be {what}, got {value!r}")
+        raise error(f"{name} must be {what}, got {value!r}")
     if maximum is not None and out > maximum:
-        raise UsageError(f"{name} must be at most {maximum}, got {value!r}")
+        raise error(f"{name} must be at most {maximum}, got {value!r}")
     return out
+
+
+def np_integer():
+    import numpy as np
+
+    return np.integer
 
 
 def _argtype(fn, *args, **kwargs):

@@ -166,13 +166,12 @@ def as_bool(value: Any, name: str) -> bool:
 
 
 def as_int(value: Any, name: str, minimum: int | None = None) -> int:
-    try:
-        out = int(value)
-    except (TypeError, ValueError):
-        raise DataError(f"option {name} must be an integer, got {value!r}") from None
-    if minimum is not None and out < minimum:
-        raise DataError(f"option {name} must be at least {minimum}, got {out}")
-    return out
+    """A source option as an int (the one integer check of cmhash.validation, raising DataError)."""
+    from cmhash.validation import positive_int
+
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return positive_int(value, f"option {name}", minimum=-(2**63) if minimum is None else minimum, error=DataError)
 
 
 def as_list(value: Any) -> list[str]:
