@@ -120,7 +120,11 @@ def _seeds(text: str) -> list[int]:
 
 def _spec(args, data_root, features):
     from cmhash.experiments.grid import GridSpec
+    from cmhash.validation import int_params, parse_kv
 
+    # checked here once, not in every `cmhash train` process of the grid
+    parse_kv(args.set, "--set", "beta=0.8")
+    int_params(parse_kv(args.split_param, "--split-param", "num_query=1000"), "--split-param")
     extra = [a for item in (args.split_param or []) for a in ("--split-param", item)]
     return GridSpec(
         data_root=data_root,
