@@ -84,7 +84,7 @@ def test_split_djsrh_with_protocol_params(tmp_path, capsys):
     s = Split.load(tmp_path / "s.json")
     assert s.params["first_query"] == 1 and len(s.query) == 2 and len(s.train) == 3
     code, _, err = run(capsys, "data", "split", "mirflickr", "--root", str(tmp_path / "mir"), "--protocol", "djsrh", "--param", "first_query=x", "--out", str(tmp_path / "t.json"))
-    assert code == 2 and "must be an integer" in err
+    assert code == 2 and "must be a non-negative integer" in err
 
 
 def test_vocab_command_saves_a_vocabulary_the_sources_reuse(tmp_path, capsys):

@@ -247,7 +247,7 @@ def test_two_extractions_cannot_write_one_cache_at_once(tmp_path):
 
     ds = make_dataset(tmp_path, n=3)
     with _dir_lock(tmp_path / "c"):
-        with pytest.raises(CmhashError, match="another extraction"):
+        with pytest.raises(CmhashError, match=rf"process {os.getpid()} is writing this feature cache"):
             extract_features(ds, "tiny-image", None, tmp_path / "c", progress=False)
 
 

@@ -227,19 +227,20 @@ def test_cli_errors_are_clear(tmp_path, capsys, codes_file):
     assert code == 2 and "unknown id(s) 'im999'" in err
     code, _, err = run_cli(capsys, "search", "--index", str(out))
     assert code == 2 and "give exactly one query" in err
-    code, _, err = run_cli(capsys, "search", "--index", str(out), "--like", "im20", "--k", "0")
-    assert code == 2 and "--k must be positive" in err
+    with pytest.raises(SystemExit) as exc:  # argparse's one-line usage error (cmhash.validation)
+        run_cli(capsys, "search", "--index", str(out), "--like", "im20", "--k", "0")
+    assert exc.value.code == 2 and "--k: must be a positive integer" in capsys.readouterr().err
     code, _, err = run_cli(capsys, "search", "--index", str(tmp_path / "missing.index"), "--like", "im20")
     assert code == 2 and "index file not found" in err
-    code, _, err = run_cli(capsys, "index", "build", "--out", str(out))
+    code, _, err = run_cli(capsys, "index", "build", "--out", str(tmp_path / "new.index"))
     assert code == 2 and "exactly one of --codes" in err
-    code, _, err = run_cli(capsys, "index", "build", "--checkpoint", "x.pt", "--out", str(out))
+    code, _, err = run_cli(capsys, "index", "build", "--checkpoint", "x.pt", "--out", str(tmp_path / "new.index"))
     assert code == 2 and "x.pt: checkpoint not found" in err
-    code, _, err = run_cli(capsys, "index", "build", "--codes", str(tmp_path / "none.npz"), "--out", str(out))
+    code, _, err = run_cli(capsys, "index", "build", "--codes", str(tmp_path / "none.npz"), "--out", str(tmp_path / "new.index"))
     assert code == 2 and "codes file not found" in err
-    code, _, err = run_cli(capsys, "index", "build", "--checkpoint", "x.pt", "--dataset", "mirflickr", "--data-root", str(tmp_path), "--out", str(out))
+    code, _, err = run_cli(capsys, "index", "build", "--checkpoint", "x.pt", "--dataset", "mirflickr", "--data-root", str(tmp_path), "--out", str(tmp_path / "new.index"))
     assert code == 2 and "x.pt: checkpoint not found" in err
-    code, _, err = run_cli(capsys, "index", "build", "--codes", str(tmp_path / "none.npz"), "--features", "f.npz", "--out", str(out))
+    code, _, err = run_cli(capsys, "index", "build", "--codes", str(tmp_path / "none.npz"), "--features", "f.npz", "--out", str(tmp_path / "new.index"))
     assert code == 2 and "--features goes with --checkpoint" in err
     truncated = tmp_path / "t.index"
     truncated.write_bytes(out.read_bytes()[:-10])

@@ -19,6 +19,18 @@ class MissingFileError(CmhashError, FileNotFoundError):
     """A file or folder the user pointed at does not exist."""
 
 
+class UsageError(CmhashError, ValueError):
+    """A command-line value is invalid (a negative seed, an unknown device, an output path that is a folder...)."""
+
+
+class LockedError(CmhashError):
+    """Another process is writing the same output (a run folder, an index, a feature cache)."""
+
+    def __init__(self, message: str, pid: int | None = None):
+        super().__init__(message)
+        self.pid = pid
+
+
 class MissingDependencyError(CmhashError, ImportError):
     """An optional package (torch, faiss, pymilvus...) is needed for this feature."""
 

@@ -37,8 +37,15 @@ Run `cmhash <command> --help` for the options of each command.
 """
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line (the full usage is one `--help` away), exit 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="cmhash",
         description="Deep cross-modal hashing: learn binary codes for images and texts, evaluate them, search them.",
         epilog=EPILOG,

@@ -10,6 +10,7 @@ import argparse
 import time
 from typing import Any
 
+from cmhash.validation import parse_kv, positive_int_arg, seed_arg
 from cmhash.cli._common import add_parser, format_table, print_json
 
 DATA_EPILOG = """\
@@ -104,7 +105,7 @@ def _add_source_args(p: argparse.ArgumentParser, with_strict: bool = True) -> No
     g.add_argument("--keep-unlabeled", dest="src_keep_unlabeled", action="store_const", const=True, default=argparse.SUPPRESS, help="keep pairs without any label (default: drop and report them)")
     g.add_argument("--check-images", dest="src_check_images", choices=("open", "exists", "none"), default=argparse.SUPPRESS, help="how image files are checked (default open: parse each header)")
     g.add_argument("--text-features", dest="src_text_features", choices=("none", "bow", "count", "tfidf"), default=argparse.SUPPRESS, help="model-free text features (mirflickr default bow)")
-    g.add_argument("--min-count", dest="src_min_count", type=int, default=argparse.SUPPRESS, metavar="N", help="vocabulary: keep tokens in at least N texts (mirflickr default 15)")
+    g.add_argument("--min-count", dest="src_min_count", type=positive_int_arg, default=argparse.SUPPRESS, metavar="N", help="vocabulary: keep tokens in at least N texts (mirflickr default 15)")
     g.add_argument("--vocabulary", dest="src_vocabulary", default=argparse.SUPPRESS, metavar="FILE", help="a saved vocabulary (cmhash data vocab) to featurise texts with")
     g.add_argument("-o", "--option", dest="src_extra", action="append", default=argparse.SUPPRESS, metavar="KEY=VALUE", help="any other source option (repeatable), e.g. -o images_file=IAll/x.mat -o format=mat; `cmhash data sources` lists them")
 
@@ -118,11 +119,7 @@ def source_options(args: argparse.Namespace) -> dict[str, Any]:
     for key, value in vars(args).items():
         if key.startswith("src_") and key != "src_extra" and value is not None:
             opts[key[4:]] = value
-    for item in getattr(args, "src_extra", []):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise DataError(f"-o {item!r}: expected KEY=VALUE, e.g. -o images_file=IAll/mirflickr25k-iall.mat")
-        opts[key.strip().replace("-", "_")] = value.strip()
+    opts.update(parse_kv(getattr(args, "src_extra", []), "-o", "images_file=IAll/mirflickr25k-iall.mat"))
     if "label_column" in opts:
         taken = known_options(args.name)
         if "label_column" not in taken and "label_columns" in taken:
@@ -234,18 +231,9 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- split
 def _parse_params(items: list[str]) -> dict[str, Any]:
-    from cmhash.errors import DataError
+    from cmhash.validation import int_params
 
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise DataError(f"--param {item!r}: expected KEY=VALUE, e.g. --param first_query=160")
-        try:
-            out[key.strip()] = int(value)
-        except ValueError:
-            raise DataError(f"--param {item!r}: the value must be an integer") from None
-    return out
+    return int_params(parse_kv(items, "--param", "first_query=160"), "--param")
 
 
 def cmd_split(args: argparse.Namespace) -> int:
@@ -253,6 +241,10 @@ def cmd_split(args: argparse.Namespace) -> int:
 
     from cmhash.data.splits import make_split
 
+    from cmhash.io import write_lock
+    from cmhash.validation import output_file
+
+    output_file(args.out, "--out")
     params = _parse_params(getattr(args, "param", []))
     ds, elapsed, opts = _load(args)
     for key in ("num_query", "num_train"):
@@ -263,7 +255,8 @@ def cmd_split(args: argparse.Namespace) -> int:
     split.dataset["source_options"] = opts
     if ds.report is not None:
         split.dataset["dropped"] = len(ds.report.dropped)
-    path = split.save(args.out)
+    with write_lock(args.out, "split file", is_dir=False):
+        path = split.save(args.out)
     sizes = split.sizes()
     if args.json:
         print_json({"out": str(path), **split.describe()})
@@ -288,6 +281,9 @@ def cmd_vocab(args: argparse.Namespace) -> int:
 
     from cmhash.data import source_options as known_options
 
+    from cmhash.validation import output_file
+
+    output_file(args.out, "--out")
     if "text_features" not in known_options(args.name):
         raise DataError(f"{args.name}: this source has no raw texts to build a vocabulary from (its text side is a ready-made feature matrix)")
     ds, _elapsed, _ = _load(args, text_features="bow")
@@ -338,9 +334,9 @@ def register(sub) -> None:
     )
     _add_source_args(sp)
     sp.add_argument("--protocol", required=True, choices=("djsrh", "djsrh-nuswide", "official", "random"), help="split protocol (see below)")
-    sp.add_argument("--seed", type=int, default=0, help="random seed (ignored by official)")
-    sp.add_argument("--num-query", type=int, default=argparse.SUPPRESS, metavar="N", help="number of queries (djsrh/random; default 2000; groups for grouped data)")
-    sp.add_argument("--num-train", type=int, default=argparse.SUPPRESS, metavar="N", help="number of training pairs (djsrh/random; default 5000)")
+    sp.add_argument("--seed", type=seed_arg, default=0, help="random seed (ignored by official)")
+    sp.add_argument("--num-query", type=positive_int_arg, default=argparse.SUPPRESS, metavar="N", help="number of queries (djsrh/random; default 2000; groups for grouped data)")
+    sp.add_argument("--num-train", type=positive_int_arg, default=argparse.SUPPRESS, metavar="N", help="number of training pairs (djsrh/random; default 5000)")
     sp.add_argument("--param", action="append", default=argparse.SUPPRESS, metavar="KEY=N", help="other protocol parameters, e.g. first_query=160 per_label_train=200")
     sp.add_argument("--out", required=True, metavar="FILE", help="where to write the split JSON (written atomically)")
     sp.add_argument("--json", action="store_true", help="print the split description as JSON")

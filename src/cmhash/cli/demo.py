@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from cmhash.validation import positive_int_arg, seed_arg
 from cmhash.cli._common import add_parser, format_table
 
 #: Methods the demo tries, best first; the first one registered (with its dependencies) is used.
@@ -72,12 +73,12 @@ examples:
 
 def register(sub) -> None:
     p = add_parser(sub, "demo", help="train + evaluate on the built-in synthetic benchmark (no download)", description=DESCRIPTION, epilog=EPILOG)
-    p.add_argument("--bits", type=int, nargs="+", default=list(DEFAULT_BITS), metavar="B", help="code lengths to train and evaluate")
+    p.add_argument("--bits", type=positive_int_arg, nargs="+", default=list(DEFAULT_BITS), metavar="B", help="code lengths to train and evaluate")
     p.add_argument("--method", default="auto", help=f"hashing method; 'auto' = first registered of {', '.join(METHOD_PREFERENCE)}")
-    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic data, the split, the method and the random codes")
-    p.add_argument("--n", type=int, default=DEFAULT_N, help="number of synthetic image-text pairs (at least 200)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="seed of the synthetic data, the split, the method and the random codes")
+    p.add_argument("--n", type=positive_int_arg, default=DEFAULT_N, help="number of synthetic image-text pairs (at least 200)")
     p.add_argument("--signal", type=float, default=DEFAULT_SIGNAL, help="strength of the class / cross-modal signal in [0, 1]")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads for numerical work (1 is fastest on a busy small machine)")
+    p.add_argument("--threads", type=positive_int_arg, default=1, help="CPU threads for numerical work (1 is fastest on a busy small machine)")
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="folder for results.json and split.json")
     p.set_defaults(func=_main)
 

@@ -9,6 +9,7 @@ codes of both modalities with labels and ids. ``--all`` encodes every pair as th
 from __future__ import annotations
 
 from cmhash.cli._common import add_parser
+from cmhash.validation import positive_int_arg
 
 EPILOG = """\
 examples:
@@ -28,7 +29,7 @@ def register(sub) -> None:
     p.add_argument("--split-file", help="a saved split (default: recompute the training run's split)")
     p.add_argument("--all", action="store_true", help="encode every pair as the database (no query set)")
     p.add_argument("--out", required=True, help="codes file to write (.npz)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=positive_int_arg, default=None, help="torch CPU threads")
     p.set_defaults(func=run)
 
 
@@ -42,6 +43,9 @@ def run(args) -> int:
     from cmhash.inference import load_checkpoint
     from cmhash.inference.inputs import checkpoint_dataset, checkpoint_split
 
+    from cmhash.validation import output_file
+
+    output_file(args.out, "--out")
     if args.threads:
         torch.set_num_threads(args.threads)
     ckpt = load_checkpoint(args.checkpoint)

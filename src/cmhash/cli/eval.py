@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cmhash.validation import nonneg_int_arg, positive_int_arg
 from cmhash.cli._common import add_parser, format_table, print_json
 
 DESCRIPTION = """\
@@ -45,7 +46,8 @@ examples:
 
 
 def _topk_arg(value: str):
-    if value.lower() in ("all", "none", "0"):
+    """A positive K, or 'all' for the full ranking (0 is an error: it used to mean 'all' silently)."""
+    if value.strip().lower() in ("all", "none"):
         return None
     try:
         return _positive_int(value)
@@ -53,14 +55,7 @@ def _topk_arg(value: str):
         raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {value!r}") from None
 
 
-def _positive_int(value: str) -> int:
-    try:
-        k = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if k <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return k
+_positive_int = positive_int_arg  # the one positive-integer check (cmhash.validation)
 
 
 def register(sub) -> None:
@@ -82,7 +77,7 @@ def register(sub) -> None:
     p.add_argument("--normalize", choices=NORMALIZATIONS, default="hits_in_topk", help="what AP@K divides by")
     p.add_argument("--tie-break", choices=TIE_BREAKS, default="stable_index", help="order of items at equal Hamming distance")
     p.add_argument("--full-map", action="store_true", help="also report mAP over the full ranking (map@all)")
-    p.add_argument("--radius", type=int, default=2, help="Hamming radius for precision within radius r")
+    p.add_argument("--radius", type=nonneg_int_arg, default=2, help="Hamming radius for precision within radius r")
     p.add_argument("--curves", type=Path, metavar="PNG", help="write PR (by Hamming radius) and precision@top-R plots to this PNG")
     p.add_argument("--r-values", type=_positive_int, nargs="+", default=list(DEFAULT_R_VALUES), metavar="R", help="R values of the precision@top-R curve")
     p.add_argument("--recall-k", type=_positive_int, nargs="+", default=list(DEFAULT_RECALL_KS), metavar="K", help="K values of Recall@K (pair-identity data)")
@@ -127,6 +122,12 @@ def run(args) -> int:
     from cmhash.io import write_json
     from cmhash.metrics import cross_modal_report
 
+    from cmhash.validation import output_file
+
+    output_file(args.curves, "--curves")
+    output_file(args.out, "--out")
+    if not args.memory_mb > 0:
+        raise DataError(f"--memory-mb must be positive, got {args.memory_mb}")
     data = load_codes(args.codes)
     has_labels = "query_labels" in data and "db_labels" in data
     has_groups = "query_groups" in data and "db_groups" in data

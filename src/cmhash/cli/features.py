@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from cmhash.validation import kv_arg, nonneg_int_arg, positive_int_arg
 from cmhash.cli._common import HelpFormatter, add_parser, format_table, print_json
 
 EXTRACT_EPILOG = """\
@@ -38,26 +39,15 @@ The cache goes to $CMHASH_CACHE/features/<set> (default ~/.cache/cmhash/features
 """
 
 
-def _kv(text: str) -> tuple[str, object]:
-    """Parse KEY=VALUE; VALUE is read as YAML so numbers, booleans and lists get their types."""
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got '{text}'")
-    key, value = text.split("=", 1)
-    import yaml
-
-    try:
-        parsed = yaml.safe_load(value) if value != "" else ""
-    except yaml.YAMLError:
-        parsed = value
-    return key.strip().replace("-", "_"), parsed
+_kv = kv_arg  # the one KEY=VALUE rule (cmhash.validation.parse_value)
 
 
 def _speed_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("speed (these change throughput, never the features)")
-    g.add_argument("--batch-size", type=int, default=32, help="images per model run")
-    g.add_argument("--workers", type=int, default=1, help="threads that decode and resize images while the model runs (0 = in the main thread)")
-    g.add_argument("--threads", type=int, default=None, help="intra-op threads per model run (None = $CMHASH_THREADS or 1, the cheapest measured on 2 cores)")
-    g.add_argument("--streams", type=int, default=None, help="parts of each image batch run at once by ONNX models (None = $CMHASH_STREAMS or 2 on 2+ cores)")
+    g.add_argument("--batch-size", type=positive_int_arg, default=32, help="images per model run")
+    g.add_argument("--workers", type=nonneg_int_arg, default=1, help="threads that decode and resize images while the model runs (0 = in the main thread)")
+    g.add_argument("--threads", type=positive_int_arg, default=None, help="intra-op threads per model run (None = $CMHASH_THREADS or 1, the cheapest measured on 2 cores)")
+    g.add_argument("--streams", type=positive_int_arg, default=None, help="parts of each image batch run at once by ONNX models (None = $CMHASH_STREAMS or 2 on 2+ cores)")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -90,7 +80,7 @@ def register(sub) -> None:
     e.add_argument("--force", action="store_true", help="rebuild even if a matching cache exists")
     e.add_argument("--checksum", choices=["stat", "content", "none"], default="stat",
                    help="how image inputs are fingerprinted: names+sizes+mtimes, file contents, or names only")
-    e.add_argument("--chunk-size", type=int, default=None, help="rows per resumable chunk (default 16 x batch size)")
+    e.add_argument("--chunk-size", type=positive_int_arg, default=None, help="rows per resumable chunk (default 16 x batch size)")
     _speed_args(e)
     e.set_defaults(func=cmd_extract)
 

@@ -6,6 +6,7 @@ import argparse
 import json
 import time
 
+from cmhash.validation import positive_int_arg
 from cmhash.cli._common import add_parser, format_table, print_json
 
 BUILD_EPILOG = """\
@@ -36,11 +37,11 @@ def add_backend_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("backend")
     g.add_argument("--backend", default="faiss", choices=["faiss", "numpy", "milvus"], help="where the codes are searched")
     g.add_argument("--faiss-kind", default="flat", choices=["flat", "ivf", "hnsw"], help="faiss: flat is exact; ivf/hnsw trade recall for speed")
-    g.add_argument("--nlist", type=int, default=None, help="ivf lists; None: 4*sqrt(n) for faiss, 1024 for Milvus")
-    g.add_argument("--nprobe", type=int, default=16, help="ivf lists searched per query")
-    g.add_argument("--hnsw-m", type=int, default=16, help="hnsw: neighbours per node")
-    g.add_argument("--ef-search", type=int, default=128, help="hnsw: search breadth (raised to k when smaller)")
-    g.add_argument("--threads", type=int, default=None, help="faiss: OpenMP threads; None: all cores")
+    g.add_argument("--nlist", type=positive_int_arg, default=None, help="ivf lists; None: 4*sqrt(n) for faiss, 1024 for Milvus")
+    g.add_argument("--nprobe", type=positive_int_arg, default=16, help="ivf lists searched per query")
+    g.add_argument("--hnsw-m", type=positive_int_arg, default=16, help="hnsw: neighbours per node")
+    g.add_argument("--ef-search", type=positive_int_arg, default=128, help="hnsw: search breadth (raised to k when smaller)")
+    g.add_argument("--threads", type=positive_int_arg, default=None, help="faiss: OpenMP threads; None: all cores")
     g.add_argument("--milvus-uri", default="http://127.0.0.1:19530", help="milvus: server or cluster URI (token: CMHASH_MILVUS_TOKEN)")
     g.add_argument("--milvus-collection", default="cmhash", help="milvus: collection name prefix (NAME_image, NAME_text)")
     g.add_argument("--milvus-index", default="BIN_FLAT", choices=["BIN_FLAT", "BIN_IVF_FLAT"], help="milvus: exact or IVF")
@@ -94,7 +95,8 @@ def register(sub) -> None:
                       help="data source option (repeatable), as in `cmhash data`, e.g. -o text_features=none")
     b.add_argument("--split", default="db", choices=["db", "query", "all"], help="which items to index (the database by default)")
     add_backend_options(b)
-    b.add_argument("--out", required=True, help="index file to write")
+    b.add_argument("--out", required=True, help="index file to write (an existing one is kept unless --overwrite)")
+    b.add_argument("--overwrite", action="store_true", help="replace the index file already at --out")
     b.add_argument("--json", action="store_true", help="print the summary as JSON")
     b.set_defaults(func=run_build)
 
@@ -111,18 +113,10 @@ def register(sub) -> None:
 
 
 def parse_kv(pairs: list[str]) -> dict:
-    from cmhash.errors import DataError
+    """``-o KEY=VALUE`` options, typed by the one rule of cmhash.validation."""
+    from cmhash.validation import parse_kv as _parse
 
-    out = {}
-    for item in pairs:
-        if "=" not in item:
-            raise DataError(f"-o {item!r}: expected KEY=VALUE, e.g. -o check_images=exists")
-        key, value = item.split("=", 1)
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
+    return _parse(pairs, "-o", "check_images=exists")
 
 
 def run_build(args) -> int:
@@ -136,8 +130,21 @@ def run_build(args) -> int:
         raise DataError("--features goes with --checkpoint (the image features of the collection to encode)")
     if args.data_root and not args.dataset:
         raise DataError("--data-root needs --dataset NAME")
+    from cmhash.io import clean_stale_temps, refuse_existing, write_lock
+    from cmhash.validation import output_file
+
+    output_file(args.out, "--out")
     options = backend_options(args)
     dataset_options = parse_kv(args.dataset_option)
+    with write_lock(args.out, "index", is_dir=False):
+        clean_stale_temps(args.out, is_dir=False)
+        refuse_existing(args.out, "an index", overwrite=args.overwrite)
+        return _build(args, options, dataset_options)
+
+
+def _build(args, options, dataset_options) -> int:
+    from cmhash.index.build import build_from_checkpoint, build_from_codes
+
     t0 = time.perf_counter()
     if args.codes:
         dataset = None

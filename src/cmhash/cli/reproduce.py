@@ -17,6 +17,7 @@ the independent reference's (from ``../shared/reference``).
 
 from __future__ import annotations
 
+from cmhash.validation import device_arg, positive_int_arg
 from cmhash.cli._common import add_parser
 
 EPILOG_TABLE1 = """\
@@ -54,12 +55,12 @@ def _common(p, dataset_required: bool = True) -> None:
     p.add_argument("--methods", help="comma list of registered methods, or 'all'")
     p.add_argument("--seeds", default="0,1,2", help="comma list of seeds")
     p.add_argument("--out", default="runs", help="root folder of the runs (OUT/<dataset>/<method>/<variant>/<bits>bits/seed<k>)")
-    p.add_argument("--jobs", type=int, default=1, help="runs trained in parallel (each a 1-thread process by default)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per run")
-    p.add_argument("--epochs", type=int, help="override the preset's epochs (quick checks)")
+    p.add_argument("--jobs", type=positive_int_arg, default=1, help="runs trained in parallel (each a 1-thread process by default)")
+    p.add_argument("--threads", type=positive_int_arg, default=1, help="torch threads per run")
+    p.add_argument("--epochs", type=positive_int_arg, help="override the preset's epochs (quick checks)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="hyper-parameter override for every run")
     p.add_argument("--split-param", action="append", metavar="KEY=N", help="split protocol parameter for every run (as `cmhash train`)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", type=device_arg, default="auto")
     p.add_argument("--reference", help="folder with the paper's tables and independent_reference.md (default: ../shared/reference)")
     p.add_argument("--report-only", action="store_true", help="do not train; report the runs that exist")
     p.add_argument("--curve-bits", type=int, help="code length of the precision@top-R plots (default: the longest most methods ran)")
@@ -146,17 +147,18 @@ def _ints(text: str) -> list[int]:
 
 
 def _seeds(text: str) -> list[int]:
-    from cmhash.errors import CmhashError
+    from cmhash.validation import seed_list
 
-    try:
-        return [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise CmhashError(f"--seeds must be integers separated by commas, got '{text}'") from None
+    return seed_list(text)
 
 
 def _spec(args, data_root, features):
     from cmhash.experiments.grid import GridSpec
+    from cmhash.validation import int_params, parse_kv
 
+    # checked here once, not in every `cmhash train` process of the grid
+    parse_kv(args.set, "--set", "beta=0.8")
+    int_params(parse_kv(args.split_param, "--split-param", "num_query=1000"), "--split-param")
     extra = [a for item in (args.split_param or []) for a in ("--split-param", item)]
     return GridSpec(
         data_root=data_root,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from cmhash.validation import nonneg_int_arg, positive_int_arg
 from cmhash.cli._common import add_parser, format_table, print_json
 from cmhash.cli.index import use_passive_openmp
 
@@ -29,13 +30,13 @@ def register(sub) -> None:
     q.add_argument("--image", help="an image file (encoded with the model)")
     q.add_argument("--like", metavar="ID", help="an item of the index: use its own codes as the query")
     q.add_argument("--query-codes", metavar="CODES", help="a codes file from `cmhash encode`: query with one of its query rows")
-    p.add_argument("--query-row", type=int, default=0, help="row of --query-codes")
+    p.add_argument("--query-row", type=nonneg_int_arg, default=0, help="row of --query-codes")
     p.add_argument("--query-modality", choices=["image", "text"], default="text", help="for --like / --query-codes: which code of the item is the query")
     p.add_argument("--target", choices=["image", "text", "both"], default=None, help="codes to search; None: the other modality")
-    p.add_argument("--k", type=int, default=10, help="number of results")
+    p.add_argument("--k", type=positive_int_arg, default=10, help="number of results")
     p.add_argument("--checkpoint", help="model for --text/--image; None: the one recorded in the index")
     p.add_argument("--milvus-uri", help="milvus: reach the collection at this URI instead of the saved one")
-    p.add_argument("--threads", type=int, default=None, help="faiss: OpenMP threads")
+    p.add_argument("--threads", type=positive_int_arg, default=None, help="faiss: OpenMP threads")
     p.add_argument("--json", action="store_true", help="print a JSON list of results")
     p.set_defaults(func=run)
 

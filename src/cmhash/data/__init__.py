@@ -43,16 +43,14 @@ def load_dataset(name: str, root: str | Path | None = None, *, strict: bool = Fa
 
 def source_options(name: str) -> list[str]:
     """The options a source takes (keyword-only parameters of its loader(s), ``strict`` aside)."""
-    import inspect
+    from cmhash.data.sources._common import loader_options
 
     loader = SOURCES.get(name)
     funcs = getattr(loader, "options_from", None)
     funcs = funcs() if callable(funcs) else (loader,)
     out: list[str] = []
     for fn in funcs:
-        for p in inspect.signature(fn).parameters.values():
-            if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "strict" and p.name not in out:
-                out.append(p.name)
+        out += [k for k in loader_options(fn) if k not in out]
     return out
 
 

@@ -110,10 +110,15 @@ class PairedDataset:
 
     def __post_init__(self) -> None:
         self.ids = np.asarray(self.ids).astype(str)
-        if self.image_features is not None:
-            self.image_features = np.asarray(self.image_features, dtype=np.float32)
-        if self.text_features is not None:
-            self.text_features = np.asarray(self.text_features, dtype=np.float32)
+        for side in ("image_features", "text_features"):
+            arr = getattr(self, side)
+            if arr is None:
+                continue
+            if np.iscomplexobj(arr):  # float32 conversion would drop the imaginary part without a word
+                raise DataError(f"{self.name}: {side} are complex numbers ({np.asarray(arr).dtype}); features must be real")
+            if np.asarray(arr).dtype.kind not in "biuf":
+                raise DataError(f"{self.name}: {side} have dtype {np.asarray(arr).dtype}; features must be real numbers")
+            setattr(self, side, np.asarray(arr, dtype=np.float32))
         if self.labels is not None:
             self.labels = np.asarray(self.labels)
         if self.groups is not None:

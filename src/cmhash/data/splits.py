@@ -230,8 +230,23 @@ def make_split(dataset, protocol: str = "djsrh", seed: int | None = 0, **params)
     unknown = set(params) - set(defaults)
     if unknown:
         raise DataError(f"split protocol '{protocol}' has no parameter(s) {', '.join(sorted(unknown))} (it takes: {', '.join(defaults) or 'none'})")
+    for key, value in params.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0):
+            raise DataError(f"split protocol '{protocol}': parameter {key} must be a non-negative integer, got {value!r}")
+    if params.get("num_query") == 0:
+        raise DataError(f"split protocol '{protocol}': num_query=0 leaves no queries to evaluate; give at least 1")
     full = {**defaults, **{k: v for k, v in params.items() if v is not None}}
     query, database, train = fn(dataset, seed=seed, **full)
+    if len(query) == 0:
+        raise DataError(f"{dataset.name}: split '{protocol}' gives no queries, so nothing could be evaluated; check its parameters")
+    if len(train) == 0:
+        raise DataError(f"{dataset.name}: split '{protocol}' gives no training pairs; check its parameters")
+    asked = params.get("num_train")
+    if asked is not None and len(train) < int(asked):
+        raise DataError(
+            f"{dataset.name}: num_train={asked} requested but split '{protocol}' can give only {len(train)} training pairs "
+            f"(database of {len(database)}); ask for at most {len(train)}"
+        )
     split = Split(
         protocol=protocol,
         params=full,

@@ -79,7 +79,10 @@ def load_run_data(
     from cmhash.features.attach import attach_features, default_features
     from cmhash.inference.inputs import labels_from_groups
 
+    from cmhash.data import SOURCES
+
     run = dict(run or {})
+    SOURCES.get(dataset)  # an unknown dataset is named as such, before asking for its folder
     if dataset != "synthetic" and not data_root:
         raise CmhashError(f"--data-root is required for dataset '{dataset}'")
     options = dict(options or {})

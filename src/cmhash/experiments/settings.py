@@ -67,16 +67,10 @@ def resolve_settings(
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
-    """``["beta=0.9", "alpha=1"]`` -> dict with YAML-typed values."""
-    import yaml
+    """``["beta=0.9", "alpha=1"]`` -> dict, typed by the one KEY=VALUE rule (:func:`cmhash.validation.parse_value`)."""
+    from cmhash.validation import parse_kv
 
-    out: dict[str, Any] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise CmhashError(f"--set expects KEY=VALUE, got '{item}'")
-        k, v = item.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v)
-    return out
+    return parse_kv(items, "--set", "beta=0.8")
 
 
 __all__ = ["DEFAULT_SPLITS", "available_variants", "parse_overrides", "resolve_settings"]

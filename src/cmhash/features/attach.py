@@ -68,6 +68,8 @@ def attach_features(ds, features: str | Path | None = None, *, encoder: str | No
     data = read_npz(path)
     if "image_features" not in data:
         raise DataError(f"{path}: no 'image_features' array (found: {', '.join(data)})")
+    if np.iscomplexobj(data["image_features"]) or data["image_features"].dtype.kind not in "biuf":
+        raise DataError(f"{path}: image_features have dtype {data['image_features'].dtype}; features must be real numbers")
     img = np.asarray(data["image_features"], dtype=np.float32)
     rows = _match_rows(ds, data.get("ids"), img.shape[0], path)
     txt = None
@@ -80,10 +82,11 @@ def attach_features(ds, features: str | Path | None = None, *, encoder: str | No
 
 
 def _match_rows(ds, ids, n_rows: int, path: Path) -> np.ndarray:
-    if ids is None:
-        if n_rows != len(ds):
-            raise DataError(f"{path}: {n_rows} feature rows but the dataset has {len(ds)} pairs, and no 'ids' array to match them")
-        return np.arange(n_rows)
+    if ids is None:  # matching by position would silently pair features with the wrong items
+        raise DataError(
+            f"{path}: no 'ids' array, so its {n_rows} feature rows cannot be matched to the dataset's pairs; "
+            "save the pair ids with the features (np.savez(..., image_features=F, ids=IDS)) or use a feature cache"
+        )
     ids = np.asarray(ids).astype(str)
     if len(ids) != n_rows:
         raise DataError(f"{path}: {len(ids)} ids for {n_rows} feature rows")

@@ -99,22 +99,52 @@ def texts_checksum(texts: Sequence[str]) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def _dir_lock(path: Path):
-    """Exclusive lock on the cache folder so two extractions never write it at once."""
-    path.mkdir(parents=True, exist_ok=True)
-    lock = path / ".lock"
-    fh = open(lock, "a+")
-    try:
-        try:
-            import fcntl
+    """Exclusive lock on the cache folder (a second extraction fails at once, naming the holder's PID);
+    temporary files of an extraction killed mid-write are removed once the lock is held."""
+    from cmhash.io import clean_stale_temps, write_lock
 
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except ImportError:  # pragma: no cover - Windows: no locking
-            pass
-        except OSError:
-            raise CmhashError(f"{path}: another extraction is writing this feature cache; wait for it or use another --out") from None
+    with write_lock(path, "feature cache", is_dir=True):
+        clean_stale_temps(path, is_dir=True)
+        with contextlib.suppress(FileNotFoundError):
+            (path / ".lock").unlink()  # the lock file of cmhash <= 0.x, no longer used
         yield
-    finally:
-        fh.close()
+
+
+def file_sha256(path: Path, block: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(block), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def npy_problem(path: Path, shape: tuple[int, ...], nbytes: int | None = None, sha256: str | None = None) -> str | None:
+    """Why the .npy file at ``path`` cannot be the array ``shape`` float32, or None when it can.
+
+    Cheap checks always (the file exists, its header says this shape and dtype, its size is the
+    header's size plus the data, the recorded byte count); the sha256 only when given.
+    """
+    if not path.is_file():
+        return "the file is missing"
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            hdr_shape, fortran, dtype = read_header(fh)
+            offset = fh.tell()
+    except Exception as exc:  # noqa: BLE001 - any header problem is damage
+        return f"not a readable .npy file ({exc})"
+    if tuple(hdr_shape) != tuple(shape) or dtype != np.float32 or fortran:
+        return f"holds a {'x'.join(map(str, hdr_shape))} {dtype} array, the manifest says {'x'.join(map(str, shape))} float32"
+    expect = offset + int(np.prod(shape)) * 4
+    if size != expect:
+        return f"{size} bytes, expected {expect} (truncated or overwritten)"
+    if nbytes is not None and size != int(nbytes):
+        return f"{size} bytes, the manifest recorded {nbytes}"
+    if sha256 is not None and file_sha256(path) != sha256:
+        return "its sha256 differs from the one recorded when it was written"
+    return None
 
 
 def entry_file(name: str) -> str:
@@ -163,6 +193,16 @@ class FeatureCache:
     def entries(self) -> dict[str, dict[str, Any]]:
         return self.manifest.get("entries", {})
 
+    def problem(self, name: str, full: bool = False) -> str | None:
+        """Why entry ``name``'s array file is damaged, or None. ``full`` also compares its sha256 (reads it all)."""
+        e = self.entries.get(name) or {}
+        return npy_problem(
+            self.path / e.get("file", entry_file(name)),
+            (len(self), int(e.get("dim", 0))),
+            e.get("bytes"),
+            e.get("sha256") if full else None,
+        )
+
     def complete(self, name: str) -> bool:
         e = self.entries.get(name)
         return (
@@ -186,6 +226,12 @@ class FeatureCache:
         if not self.complete(name):
             raise DataError(f"{self.path}: the '{name}' features are incomplete; run the same extract command again to finish them")
         if name not in self._arrays:
+            bad = self.problem(name)
+            if bad:
+                raise DataError(
+                    f"{self.path / self.entries[name]['file']}: damaged feature file ({bad}); "
+                    "run the `cmhash features extract` (or `features prepare`) command that made it again to rebuild it"
+                )
             arr = np.load(self.path / self.entries[name]["file"], mmap_mode="r" if self.mmap else None, allow_pickle=False)
             if arr.shape != (len(self), int(self.entries[name]["dim"])):
                 raise DataError(f"{self.path / self.entries[name]['file']}: shape {arr.shape}, manifest says ({len(self)}, {self.entries[name]['dim']})")
@@ -276,9 +322,11 @@ class FeatureCache:
         out: dict[str, Any] = {"path": str(self.path), "dataset": self.manifest.get("dataset"), "entries": {}}
         for name, e in self.entries.items():
             spec = e.get("encoder", {})
+            status = e.get("status")
+            bad = self.problem(name, full=True) if status == "complete" else None
             out["entries"][name] = {
                 "file": e.get("file"),
-                "status": e.get("status"),
+                "status": f"damaged: {bad}" if bad else status,
                 "encoder": f"{spec.get('name')} v{spec.get('version')}",
                 "dim": e.get("dim"),
                 "rows": e.get("rows"),
@@ -324,9 +372,14 @@ class _Writer:
             and int(old.get("dim", -1)) == self.dim
         )
         if resumable and old.get("status") == "complete" and final.exists():
-            self.reused = True
-            self.entry = old
-            return
+            bad = npy_problem(final, (n, self.dim), old.get("bytes"), old.get("sha256"))
+            if bad is None:
+                self.reused = True
+                self.entry = old
+                return
+            import sys
+
+            print(f"cmhash: {final} is damaged ({bad}); rebuilding the '{name}' features", file=sys.stderr)
         if resumable and old.get("status") == "partial" and partial.exists():
             try:
                 self.array = np.lib.format.open_memmap(partial, mode="r+")
@@ -389,7 +442,10 @@ class _Writer:
     def finalize(self) -> None:
         self.array.flush()
         del self.array
-        os.replace(self.root / _partial(self.file), self.root / self.file)
+        final = self.root / self.file
+        os.replace(self.root / _partial(self.file), final)
+        self.entry["bytes"] = final.stat().st_size
+        self.entry["sha256"] = file_sha256(final)  # checked on reuse and by `features info`; size on every load
         self.entry["status"] = "complete"
         self.entry["completed"] = _now()
         self.entry["failures"].sort(key=lambda f: f["row"])

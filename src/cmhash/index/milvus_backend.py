@@ -69,7 +69,7 @@ class MilvusIndex(BinaryIndex):
         timeout: float = 120.0,
         **options: Any,
     ):
-        check_options(self.backend, options, [])
+        check_options(self.backend, options, ["uri", "collection", "index_type", "nlist", "nprobe", "token", "db_name", "id_type", "max_id_length", "if_exists", "consistency_level", "insert_batch", "timeout"])
         super().__init__(bits)
         index_type = str(index_type).upper()
         if index_type not in INDEX_TYPES:

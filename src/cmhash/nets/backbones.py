@@ -137,8 +137,11 @@ def efficientnet_lite(variant: str = "efficientnet-lite0", weights: str | None =
     import contextlib
     import io
 
+    from cmhash.safe_torch import efficientnet_from_file
+
     with contextlib.redirect_stdout(io.StringIO()):  # the package prints "Loaded pretrained weights"
-        return EfficientNet.from_pretrained(variant, weights_path=str(path), **size)
+        # not EfficientNet.from_pretrained: its bare torch.load would unpickle the file
+        return efficientnet_from_file(variant, path, **size)
 
 
 #: Input normalisation per backbone: (mean, std) on [0, 1] pixels.

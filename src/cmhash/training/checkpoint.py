@@ -133,7 +133,9 @@ def read_payload(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
     try:
         raw = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise DataError(f"{path}: not a readable cmhash checkpoint ({type(exc).__name__}: {exc})") from exc
+        from cmhash.io import safe_reason
+
+        raise DataError(f"{path}: not a readable cmhash checkpoint ({safe_reason(exc)})") from exc
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise DataError(f"{path}: not a cmhash checkpoint (no format '{FORMAT}')")
     if int(raw.get("version", 0)) > VERSION:

@@ -40,17 +40,115 @@ EMPTY_TEXT_POLICY = "pairs whose text is empty are dropped and reported as 'no_t
 
 
 # ----------------------------------------------------------------------------- options
+#: Options every file-based source with raw texts takes (name -> default); a loader declares the
+#: ones it takes, with its own defaults, through :func:`common_options` (``loader.common_options``).
+COMMON_OPTIONS: dict[str, Any] = {
+    "check_images": "open",
+    "keep_unlabeled": False,
+    "text_features": None,
+    "min_count": 5,
+    "vocabulary": None,
+}
+
+
+def loader_options(loader: Callable) -> list[str]:
+    """The option names ``loader`` takes: its keyword-only parameters (``strict`` aside) and its common options."""
+    own = [p.name for p in inspect.signature(loader).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "strict"]
+    return own + [k for k in getattr(loader, "common_options", {}) if k not in own]
+
+
 def check_options(source: str, loader: Callable, unused: dict[str, Any]) -> None:
     """Raise a DataError naming the options ``loader`` does not take and listing those it does."""
     if not unused:
         return
-    known = [
-        p.name
-        for p in inspect.signature(loader).parameters.values()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "strict"
-    ]
     raise DataError(
-        f"{source}: unknown option(s) {', '.join(sorted(unused))}; this source takes: {', '.join(known)}"
+        f"{source}: unknown option(s) {', '.join(sorted(unused))}; this source takes: {', '.join(loader_options(loader))}"
+    )
+
+
+@dataclass
+class SourceOptions:
+    """The common options of one load, parsed and checked once (see :data:`COMMON_OPTIONS`)."""
+
+    check_images: str = "open"
+    keep_unlabeled: bool = False
+    text_features: str | None = None
+    min_count: int = 5
+    vocabulary: str | None = None
+
+
+def common_options(**defaults: Any) -> Callable:
+    """Decorator: ``loader`` takes the common options named in ``defaults`` (with these defaults).
+
+    The wrapped loader receives them parsed, as ``opts=SourceOptions(...)``; any other unknown
+    option is an error listing what the source takes.
+    """
+    bad = set(defaults) - set(COMMON_OPTIONS)
+    if bad:
+        raise TypeError(f"not common options: {', '.join(sorted(bad))}")
+
+    def wrap(loader: Callable) -> Callable:
+        import functools
+
+        @functools.wraps(loader)
+        def load(root, *, strict: bool = False, **options: Any):
+            given = {k: options.pop(k) for k in list(options) if k in defaults}
+            values = {**defaults, **given}
+            opts = SourceOptions(
+                check_images=choice(values.get("check_images", "open"), "check_images", IMAGE_CHECKS),
+                keep_unlabeled=as_bool(values.get("keep_unlabeled", False), "keep_unlabeled"),
+                text_features=values.get("text_features"),
+                min_count=as_int(values.get("min_count", 5), "min_count", 1),
+                vocabulary=values.get("vocabulary"),
+            )
+            return loader(root, strict=strict, opts=opts, **options)
+
+        load.common_options = dict(defaults)  # type: ignore[attr-defined]
+        sig = inspect.signature(loader)
+        params = [p for p in sig.parameters.values() if p.name != "opts"]
+        kw = [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v) for k, v in defaults.items()]
+        var = [p for p in params if p.kind is inspect.Parameter.VAR_KEYWORD]
+        load.__signature__ = sig.replace(parameters=[p for p in params if p.kind is not inspect.Parameter.VAR_KEYWORD] + kw + var)  # type: ignore[attr-defined]
+        return load
+
+    return wrap
+
+
+def assemble(
+    name: str,
+    *,
+    opts: SourceOptions,
+    ids: Sequence[str],
+    paths: Sequence,
+    texts_all: Sequence[str],
+    kept: np.ndarray,
+    text_kind: str,
+    meta: dict[str, Any],
+    report: LoadReport,
+    labels: np.ndarray | None = None,
+    label_names: list[str] | None = None,
+    groups: np.ndarray | None = None,
+    official_splits: dict[str, np.ndarray] | None = None,
+):
+    """The final step every file-based source shares: text features over the listed texts, their
+    recipe in ``meta``, and the :class:`PairedDataset` of the kept rows (images from ``paths``)."""
+    from cmhash.data.dataset import PairedDataset
+    from cmhash.data.images import FileImageStore
+
+    feats, vocab = featurize_texts(texts_all, kept, opts.text_features, min_count=opts.min_count, vocabulary=opts.vocabulary, kind=text_kind)
+    return PairedDataset(
+        name=name,
+        ids=list(ids),
+        images=FileImageStore(list(paths)),
+        texts=[texts_all[int(i)] for i in kept],
+        text_kind=text_kind,
+        text_features=feats,
+        labels=labels,
+        label_names=label_names,
+        groups=groups,
+        official_splits=official_splits or {},
+        report=report,
+        meta=text_meta(meta, opts.text_features, vocab),
     )
 
 
@@ -68,13 +166,12 @@ def as_bool(value: Any, name: str) -> bool:
 
 
 def as_int(value: Any, name: str, minimum: int | None = None) -> int:
-    try:
-        out = int(value)
-    except (TypeError, ValueError):
-        raise DataError(f"option {name} must be an integer, got {value!r}") from None
-    if minimum is not None and out < minimum:
-        raise DataError(f"option {name} must be at least {minimum}, got {out}")
-    return out
+    """A source option as an int (the one integer check of cmhash.validation, raising DataError)."""
+    from cmhash.validation import positive_int
+
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return positive_int(value, f"option {name}", minimum=-(2**63) if minimum is None else minimum, error=DataError)
 
 
 def as_list(value: Any) -> list[str]:
@@ -298,7 +395,11 @@ def _read_csv(path: Path, free_text_column: str | None, delimiter: str) -> Table
         table = Table(path, columns)
         width = len(columns)
         j = columns.index(free_text_column) if free_text_column in columns else None
+        end = reader.line_num
         for fields in reader:
+            start, end = end + 1, reader.line_num
+            if end > start and any("\n" in f or "\r" in f for f in fields):
+                _check_closed_quotes(path, start, delimiter)
             line = reader.line_num
             if not fields or all(not f.strip() for f in fields):
                 continue
@@ -312,6 +413,21 @@ def _read_csv(path: Path, free_text_column: str | None, delimiter: str) -> Table
             table.rows.append(dict(zip(columns, fields)))
             table.lines.append(line)
     return table
+
+
+def _check_closed_quotes(path: Path, start: int, delimiter: str) -> None:
+    """A row that spans lines is fine when its quotes close; an unterminated quote (which would
+    swallow every following row into one field) is an error naming the line where it opens."""
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        tail = fh.read().splitlines(keepends=True)[start - 1 :]
+    reader = csv.reader(tail, delimiter=delimiter, strict=True)
+    try:
+        next(reader, None)
+    except csv.Error:
+        raise DataError(
+            f"{path}, line {start}: a quoted field opens here and is never closed, so the rows after it would be "
+            "read as part of it; close the quote (or double it, \"\", inside a quoted field)"
+        ) from None
 
 
 def _read_jsonl(path: Path) -> Table:

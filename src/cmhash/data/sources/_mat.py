@@ -10,6 +10,9 @@ pairs when given. Errors name the file and the variable and list the variables t
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 from pathlib import Path
 import numpy as np
 
@@ -26,6 +29,20 @@ def is_v73(path: Path) -> bool:
     return bool(h5py.is_hdf5(str(path)))
 
 
+@contextlib.contextmanager
+def _h5(path: Path):
+    """A v7.3 file opened read-only; a truncated or damaged file is a DataError naming it, not h5py's OSError."""
+    try:
+        fh = open_h5_readonly(path)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read this MATLAB v7.3 (HDF5) file; it is truncated or damaged ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from exc
+    try:
+        with fh:
+            yield fh
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read this MATLAB v7.3 (HDF5) file; it is truncated or damaged ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from exc
+
+
 def _check_exists(path: Path) -> None:
     if not Path(path).is_file():
         raise MissingFileError(f"{path}: .mat file not found")
@@ -35,14 +52,43 @@ def mat_variables(path: Path) -> list[str]:
     """Names of the variables stored in a v5 or v7.3 ``.mat`` file."""
     _check_exists(path)
     if is_v73(path):
-        with open_h5_readonly(path) as fh:
+        with _h5(path) as fh:
             return [k for k in fh.keys() if k not in _SKIP]
     import scipy.io as sio
 
     try:
-        return [name for name, _shape, _cls in sio.whosmat(str(path))]
+        names = [name for name, _shape, _cls in sio.whosmat(str(path))]
     except Exception as exc:
         raise DataError(f"{path}: cannot read as a MATLAB .mat file ({exc})") from exc
+    if _v5_truncated(path):
+        raise DataError(f"{path}: this MATLAB .mat file is truncated or damaged (its last variable ends past the end of the file); copy it again")
+    return names
+
+
+def _v5_truncated(path: Path) -> bool:
+    """True when a v5 file's variables run past its end (a partial copy or download).
+
+    ``whosmat`` stops quietly at the cut, so the variables after it would look merely "missing".
+    """
+    try:
+        from scipy.io.matlab._mio5 import MatFile5Reader
+    except ImportError:  # pragma: no cover - another scipy layout: skip the check
+        return False
+    size = os.path.getsize(path)
+    try:
+        with open(path, "rb") as fh:
+            reader = MatFile5Reader(fh)
+            reader.mat_stream.seek(0)
+            reader.initialize_read()
+            reader.mat_stream.seek(128)
+            while not reader.end_of_stream():
+                _hdr, next_pos = reader.read_var_header()
+                if next_pos > size:
+                    return True
+                reader.mat_stream.seek(next_pos)
+    except Exception:  # noqa: BLE001 - an unreadable header: loadmat reports it
+        return False
+    return False
 
 
 def _missing(path: Path, var: str, found: list[str], option: str | None) -> DataError:
@@ -69,7 +115,7 @@ def _read_raw(path: Path, var: str, option: str | None, dtype=None) -> tuple[np.
     if is_v73(path):
         import h5py
 
-        with open_h5_readonly(path) as fh:
+        with _h5(path) as fh:
             if var not in fh:
                 raise _missing(path, var, [k for k in fh.keys() if k not in _SKIP], option)
             node = fh[var]
@@ -97,7 +143,10 @@ def _read_raw(path: Path, var: str, option: str | None, dtype=None) -> tuple[np.
     except Exception as exc:
         raise DataError(f"{path}: cannot read as a MATLAB .mat file ({exc})") from exc
     if var not in mat:
-        raise _missing(path, var, mat_variables(path), option)
+        listed = mat_variables(path)
+        if var in listed:  # the header lists it but its data is cut off
+            raise DataError(f"{path}: variable '{var}' is listed but its data cannot be read; the file is truncated or damaged")
+        raise _missing(path, var, listed, option)
     arr = mat[var]
     if hasattr(arr, "toarray"):  # scipy sparse
         arr = arr.toarray()
@@ -183,7 +232,7 @@ def open_images(path: Path, var: str, *, n: int | None = None, layout: str = "au
     if is_v73(path):
         import h5py
 
-        with open_h5_readonly(path) as fh:
+        with _h5(path) as fh:
             if var not in fh:
                 raise _missing(path, var, [k for k in fh.keys() if k not in _SKIP], option)
             node = fh[var]
@@ -208,7 +257,7 @@ def count_rows(path: Path, var: str, option: str | None = None) -> int:
     """Number of items of an image stack without reading it (N is the first h5py / last v5 axis)."""
     _check_exists(path)
     if is_v73(path):
-        with open_h5_readonly(path) as fh:
+        with _h5(path) as fh:
             if var not in fh:
                 raise _missing(path, var, [k for k in fh.keys() if k not in _SKIP], option)
             return int(fh[var].shape[0])

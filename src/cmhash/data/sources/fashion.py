@@ -31,20 +31,19 @@ import numpy as np
 
 from cmhash.data import SOURCES
 from cmhash.data.dataset import LoadReport, PairedDataset
-from cmhash.data.images import FileImageStore
 from cmhash.data.sources._common import (
     ImageChecker,
-    as_bool,
+    SourceOptions,
     as_list,
+    assemble,
     cell_text,
     check_options,
-    featurize_texts,
+    common_options,
     find_first,
     finish_report,
     label_matrix,
     read_table,
     strict_row_error,
-    text_meta,
 )
 from cmhash.errors import DataError
 
@@ -53,6 +52,7 @@ LABEL_COLUMNS = ("masterCategory", "subCategory", "articleType", "gender", "base
 
 
 @SOURCES.register("fashion")
+@common_options(check_images="open", keep_unlabeled=False, text_features=None, min_count=5, vocabulary=None)
 def load_fashion(
     root,
     *,
@@ -62,17 +62,12 @@ def load_fashion(
     label_column: str = "subCategory",
     text_column: str = "productDisplayName",
     id_column: str = "id",
-    check_images: str = "open",
-    keep_unlabeled=False,
-    text_features: str | None = None,
-    min_count: int = 5,
-    vocabulary: str | None = None,
+    opts: SourceOptions,
     **unused,
 ) -> PairedDataset:
     """Fashion Product Images: styles.csv + images; product titles, one-hot labels from a chosen column."""
     check_options("fashion", load_fashion, unused)
     root = Path(root)
-    keep_unlabeled = as_bool(keep_unlabeled, "keep_unlabeled")
     styles_path = find_first(root, (), "styles file", styles)
     table = read_table(styles_path, free_text_column=text_column)
     table.require(id_column, "id_column")
@@ -99,7 +94,7 @@ def load_fashion(
     if table.repaired:
         report.notes.append(f"{table.repaired} rows had unquoted commas in {text_column}; the extra fields were joined back into the title")
 
-    checker = ImageChecker("fashion", report, strict=strict, check=check_images, total=n_rows)
+    checker = ImageChecker("fashion", report, strict=strict, check=opts.check_images, total=n_rows)
     root_s = os.fspath(root)
     keep, paths, ids, seen = [], [], [], set()
     try:
@@ -116,7 +111,7 @@ def load_fashion(
             if not cell_text(row.get(text_column)):
                 report.drop(i, pid, "no_text", f"{where}: empty {text_column}")
                 continue
-            if not keep_unlabeled and labels[i].sum() == 0:
+            if not opts.keep_unlabeled and labels[i].sum() == 0:
                 report.drop(i, pid, "no_labels", f"{where}: empty {', '.join(label_cols)}")
                 continue
             rel = cell_text(row.get("image_file")) if use_column else ""
@@ -135,27 +130,14 @@ def load_fashion(
     finish_report(report, len(keep))
     kept = np.asarray(keep, dtype=np.int64)
     texts_all = [cell_text(r.get(text_column)) for r in table.rows]
-    feats, vocab = featurize_texts(texts_all, kept, text_features, min_count=min_count, vocabulary=vocabulary, kind="sentence")
-    meta = text_meta(
-        {
-            "source": "fashion",
-            "root": str(root),
-            "styles": str(styles_path),
-            "label_column": ",".join(label_cols),
-            "image_dir": None if img_dir is None else str(img_dir),
-        },
-        text_features,
-        vocab,
-    )
-    return PairedDataset(
-        name="fashion",
-        ids=ids,
-        images=FileImageStore(paths),
-        texts=[texts_all[i] for i in kept],
-        text_kind="sentence",
-        text_features=feats,
-        labels=labels[kept],
-        label_names=names,
-        report=report,
-        meta=meta,
+    meta = {
+        "source": "fashion",
+        "root": str(root),
+        "styles": str(styles_path),
+        "label_column": ",".join(label_cols),
+        "image_dir": None if img_dir is None else str(img_dir),
+    }
+    return assemble(
+        "fashion", opts=opts, ids=ids, paths=paths, texts_all=texts_all, kept=kept, text_kind="sentence",
+        meta=meta, report=report, labels=labels[kept], label_names=names,
     )

@@ -30,17 +30,17 @@ import numpy as np
 
 from cmhash.data import SOURCES
 from cmhash.data.dataset import LoadReport, PairedDataset
-from cmhash.data.images import FileImageStore
 from cmhash.data.sources._common import (
     ImageChecker,
+    SourceOptions,
     as_bool,
+    assemble,
     check_options,
-    featurize_texts,
+    common_options,
     find_first,
     finish_report,
     read_lines,
     strict_row_error,
-    text_meta,
 )
 from cmhash.errors import DataError
 
@@ -134,6 +134,7 @@ def read_split_lists(split_dir: Path | None) -> dict[str, set[str]]:
 
 
 @SOURCES.register("flickr8k")
+@common_options(check_images="open", text_features=None, min_count=5, vocabulary=None)
 def load_flickr8k(
     root,
     *,
@@ -142,10 +143,7 @@ def load_flickr8k(
     images_dir: str | None = None,
     splits_dir: str | None = None,
     first_caption_only=False,
-    check_images: str = "open",
-    text_features: str | None = None,
-    min_count: int = 5,
-    vocabulary: str | None = None,
+    opts: SourceOptions,
     **unused,
 ) -> PairedDataset:
     """Flickr8k: captions.txt or Flickr8k.token.txt + image folder + official train/dev/test lists; no labels."""
@@ -175,7 +173,7 @@ def load_flickr8k(
     report = LoadReport("flickr8k", n_listed=len(records) + len(malformed))
     for line, what in malformed:
         report.drop(-1, f"line {line}", "malformed_row", f"{cap_path.name} line {line}: {what}")
-    checker = ImageChecker("flickr8k", report, strict=strict, check=check_images, total=len({r[1] for r in records}))
+    checker = ImageChecker("flickr8k", report, strict=strict, check=opts.check_images, total=len({r[1] for r in records}))
     keep, paths = [], []
     try:
         for pos, (line, name, k, caption) in enumerate(records):
@@ -207,23 +205,8 @@ def load_flickr8k(
     else:
         report.notes.append("no official split lists found (Flickr_8k.{train,dev,test}Images.txt); use --protocol random")
 
-    texts_all = [r[3] for r in records]
-    feats, vocab = featurize_texts(texts_all, kept, text_features, min_count=min_count, vocabulary=vocabulary, kind="sentence")
-    meta = text_meta(
-        {"source": "flickr8k", "root": str(root), "captions": str(cap_path), "image_dir": str(img_dir), "first_caption_only": first_only},
-        text_features,
-        vocab,
-    )
-    return PairedDataset(
-        name="flickr8k",
-        ids=[f"{records[i][1]}#{records[i][2]}" for i in kept],
-        images=FileImageStore(paths),
-        texts=[records[i][3] for i in kept],
-        text_kind="sentence",
-        text_features=feats,
-        labels=None,
-        groups=np.asarray(names, dtype=str),
-        official_splits=official,
-        report=report,
-        meta=meta,
+    meta = {"source": "flickr8k", "root": str(root), "captions": str(cap_path), "image_dir": str(img_dir), "first_caption_only": first_only}
+    return assemble(
+        "flickr8k", opts=opts, ids=[f"{records[i][1]}#{records[i][2]}" for i in kept], paths=paths, texts_all=[r[3] for r in records],
+        kept=kept, text_kind="sentence", meta=meta, report=report, groups=np.asarray(names, dtype=str), official_splits=official,
     )

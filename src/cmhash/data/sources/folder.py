@@ -32,22 +32,21 @@ import numpy as np
 
 from cmhash.data import SOURCES
 from cmhash.data.dataset import TEXT_KINDS, LoadReport, PairedDataset
-from cmhash.data.images import FileImageStore
 from cmhash.data.sources._common import (
     ImageChecker,
-    as_bool,
+    SourceOptions,
     as_list,
+    assemble,
     cell_text,
     check_options,
     choice,
-    featurize_texts,
+    common_options,
     finish_report,
     first_duplicate,
     label_matrix,
     read_table,
     resolve,
     strict_row_error,
-    text_meta,
 )
 from cmhash.errors import DataError, MissingFileError
 
@@ -72,6 +71,7 @@ def find_manifest(root: Path, manifest: str | None) -> Path:
 
 
 @SOURCES.register("folder")
+@common_options(check_images="open", keep_unlabeled=False, text_features=None, min_count=5, vocabulary=None)
 def load_folder(
     root,
     *,
@@ -84,17 +84,12 @@ def load_folder(
     id_column: str | None = None,
     text_kind: str = "sentence",
     label_separator: str = ";",
-    check_images: str = "open",
-    keep_unlabeled=False,
-    text_features: str | None = None,
-    min_count: int = 5,
-    vocabulary: str | None = None,
+    opts: SourceOptions,
     **unused,
 ) -> PairedDataset:
     """Your own pairs: an image folder + a CSV/JSONL manifest with image, text and optional label columns."""
     check_options("folder", load_folder, unused)
     root = Path(root)
-    keep_unlabeled = as_bool(keep_unlabeled, "keep_unlabeled")
     kind = choice(text_kind, "text_kind", TEXT_KINDS)
     path = find_manifest(root, manifest)
     if text_column is None:
@@ -134,7 +129,7 @@ def load_folder(
         report.drop(-1, f"line {line}", "malformed_row", f"{path.name} line {line}: {what}")
     if table.repaired:
         report.notes.append(f"{table.repaired} rows had unquoted commas in {text_column}; the extra fields were joined back into the text")
-    checker = ImageChecker("folder", report, strict=strict, check=check_images, total=len(table.rows))
+    checker = ImageChecker("folder", report, strict=strict, check=opts.check_images, total=len(table.rows))
     keep, paths = [], []
     try:
         for i, row in enumerate(table.rows):
@@ -149,7 +144,7 @@ def load_folder(
             if not cell_text(row.get(text_column)):
                 report.drop(i, rid, "no_text", f"{where}: empty {text_column}")
                 continue
-            if labels is not None and not keep_unlabeled and labels[i].sum() == 0:
+            if labels is not None and not opts.keep_unlabeled and labels[i].sum() == 0:
                 report.drop(i, rid, "no_labels", f"{where}: empty {', '.join(label_cols)}")
                 continue
             img = os.path.normpath(os.path.join(base_s, os.path.expanduser(rel)))
@@ -182,29 +177,15 @@ def load_folder(
         report.notes.append(f"{len(paths)} pairs show {len(set(paths))} distinct images; pairs of one image share a group")
 
     texts_all = [cell_text(r.get(text_column)) for r in table.rows]
-    feats, vocab = featurize_texts(texts_all, kept, text_features, min_count=min_count, vocabulary=vocabulary, kind=kind)
-    meta = text_meta(
-        {
-            "source": "folder",
-            "root": str(root),
-            "manifest": str(path),
-            "image_dir": base_s,
-            "text_column": text_column,
-            "label_columns": dict(zip(label_cols, kinds)),
-        },
-        text_features,
-        vocab,
-    )
-    return PairedDataset(
-        name="folder",
-        ids=ids,
-        images=FileImageStore(paths),
-        texts=[texts_all[i] for i in kept],
-        text_kind=kind,
-        text_features=feats,
-        labels=None if labels is None else labels[kept],
-        label_names=names,
-        groups=groups,
-        report=report,
-        meta=meta,
+    meta = {
+        "source": "folder",
+        "root": str(root),
+        "manifest": str(path),
+        "image_dir": base_s,
+        "text_column": text_column,
+        "label_columns": dict(zip(label_cols, kinds)),
+    }
+    return assemble(
+        "folder", opts=opts, ids=ids, paths=paths, texts_all=texts_all, kept=kept, text_kind=kind, meta=meta, report=report,
+        labels=None if labels is None else labels[kept], label_names=names, groups=groups,
     )

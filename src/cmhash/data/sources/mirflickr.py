@@ -25,18 +25,17 @@ import numpy as np
 
 from cmhash.data import SOURCES
 from cmhash.data.dataset import LoadReport, PairedDataset
-from cmhash.data.images import FileImageStore
 from cmhash.data.sources._common import (
     ImageChecker,
-    as_bool,
+    SourceOptions,
+    assemble,
     check_options,
     choice,
-    featurize_texts,
+    common_options,
     find_first,
     first_duplicate,
     finish_report,
     read_lines,
-    text_meta,
 )
 from cmhash.errors import DataError, MissingFileError
 
@@ -93,23 +92,19 @@ def load_mirflickr(root, *, strict: bool = False, format: str = "auto", **option
     return load_mirflickr_txt(root, strict=strict, **options)
 
 
+@common_options(text_features="bow", min_count=15, vocabulary=None, check_images="open", keep_unlabeled=False)
 def load_mirflickr_txt(
     root,
     *,
     strict: bool = False,
     images_dir: str | None = None,
-    text_features: str | None = "bow",
-    min_count: int = 15,
-    vocabulary: str | None = None,
-    check_images: str = "open",
-    keep_unlabeled=False,
     label_names: str | None = None,
+    opts: SourceOptions,
     **unused,
 ) -> PairedDataset:
     """Load MIRFlickr from the all_*.txt files; see the module docstring."""
     check_options("mirflickr (all_*.txt format)", load_mirflickr_txt, unused)
     root = Path(root)
-    keep_unlabeled = as_bool(keep_unlabeled, "keep_unlabeled")
     imgs, tags = (read_lines(root / f, f"MIRFlickr {f}") for f in TXT_FILES[:2])
     labels = read_labels_txt(root / "all_labels.txt")
     if not (len(imgs) == len(tags) == len(labels)):
@@ -124,7 +119,7 @@ def load_mirflickr_txt(
     img_dir = find_first(root, IMAGE_DIR_CANDIDATES, "image folder", images_dir, kind="dir")
 
     report = LoadReport("mirflickr", n_listed=len(imgs))
-    checker = ImageChecker("mirflickr", report, strict=strict, check=check_images, total=len(imgs))
+    checker = ImageChecker("mirflickr", report, strict=strict, check=opts.check_images, total=len(imgs))
     keep, paths, ids = [], [], []
     try:
         for i, rel in enumerate(imgs):
@@ -132,7 +127,7 @@ def load_mirflickr_txt(
             if not name:
                 raise DataError(f"{root / 'all_imgs.txt'}, line {i + 1}: empty image name")
             pid = Path(name).stem
-            if not keep_unlabeled and labels[i].sum() == 0:
+            if not opts.keep_unlabeled and labels[i].sum() == 0:
                 report.drop(i, pid, "no_labels", f"all_labels.txt line {i + 1}")
                 continue
             if not tags[i].strip():
@@ -151,19 +146,10 @@ def load_mirflickr_txt(
     dup = first_duplicate(ids)
     if dup is not None:
         raise DataError(f"{root / 'all_imgs.txt'}: image {dup} is listed more than once")
-    feats, vocab = featurize_texts(tags, kept, text_features, min_count=min_count, vocabulary=vocabulary, kind="tags")
-    meta = text_meta({"source": "mirflickr", "root": str(root), "format": "all_txt", "image_dir": str(img_dir)}, text_features, vocab)
-    return PairedDataset(
-        name="mirflickr",
-        ids=ids,
-        images=FileImageStore(paths),
-        texts=[tags[i] for i in kept],
-        text_kind="tags",
-        text_features=feats,
-        labels=labels[kept],
-        label_names=names,
-        report=report,
-        meta=meta,
+    meta = {"source": "mirflickr", "root": str(root), "format": "all_txt", "image_dir": str(img_dir)}
+    return assemble(
+        "mirflickr", opts=opts, ids=ids, paths=paths, texts_all=tags, kept=kept, text_kind="tags", meta=meta, report=report,
+        labels=labels[kept], label_names=names,
     )
 
 
