@@ -14,6 +14,7 @@ METHODS: Registry = Registry(
     modules=[
         "cmhash.methods.cmfh",
         "cmhash.methods.djsrh",
+        "cmhash.methods.jdsh",
     ],
 )
 
