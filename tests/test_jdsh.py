@@ -11,7 +11,7 @@ from cmhash.methods import METHODS, create_method
 from cmhash.methods.checkpoint import load_checkpoint, save_method
 from cmhash.methods.deep import Batch
 from cmhash.methods.experiment import resolve_settings
-from tests.test_djsrh import _map, clustered
+from test_djsrh import _map, clustered
 
 torch.set_num_threads(1)
 
