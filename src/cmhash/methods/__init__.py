@@ -15,6 +15,8 @@ METHODS: Registry = Registry(
         "cmhash.methods.cmfh",
         "cmhash.methods.djsrh",
         "cmhash.methods.jdsh",
+        "cmhash.methods.dbrc",
+        "cmhash.methods.udcmh",
     ],
 )
 
