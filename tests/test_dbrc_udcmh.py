@@ -9,8 +9,9 @@ from test_djsrh import _map, clustered
 
 from cmhash.errors import CmhashError
 from cmhash.methods import create_method
-from cmhash.methods.checkpoint import load_checkpoint, save_method
-from cmhash.methods.deep import Batch
+from cmhash.inference import load_checkpoint
+from cmhash.training.checkpoint import save_method
+from cmhash.methods.deep import Batch, TrainingSet
 from cmhash.methods.losses import dbrc_reconstruction_loss, inverse_scale_penalty
 
 torch.set_num_threads(1)
@@ -35,22 +36,22 @@ def _dbrc(ds, **hp):
 def test_dbrc_loss_is_three_views_plus_scale_penalty_and_zeroed_modality_codes():
     ds = clustered(n=20)
     m = _dbrc(ds, scale_penalty=0.5)
-    net = m.nets["joint"]
+    fusion, ei, et = m.nets["fusion"], m.nets["image"].fc, m.nets["text"].fc
     img, txt = torch.from_numpy(ds.image_features[:6]), torch.from_numpy(ds.text_features[:6])
     loss, _ = m.training_loss(Batch(img, txt, torch.arange(6)))
     with torch.no_grad():
         want = 0.0
         for a, b in ((img, txt), (img, torch.zeros_like(txt)), (torch.zeros_like(img), txt)):
-            z = net.hash(torch.relu(net.joint(torch.cat([torch.relu(net.enc_image(a)), torch.relu(net.enc_text(b))], 1))))
-            code = torch.tanh(net.scale * z)
-            want += ((net.dec_image(code) - img) ** 2).mean() + ((net.dec_text(code) - txt) ** 2).mean()
-        want += 0.5 * (1 / net.scale**2).sum()
+            z = fusion.hash(torch.relu(fusion.joint(torch.cat([torch.relu(ei(a)), torch.relu(et(b))], 1))))
+            code = torch.tanh(fusion.scale * z)
+            want += ((fusion.dec_image(code) - img) ** 2).mean() + ((fusion.dec_text(code) - txt) ** 2).mean()
+        want += 0.5 * (1 / fusion.scale**2).sum()
         # single-modality coding = the joint net with the other modality zeroed
-        zi = net.hash(torch.relu(net.joint(torch.cat([torch.relu(net.enc_image(img)), torch.relu(net.enc_text(torch.zeros_like(txt)))], 1))))
+        zi = fusion.hash(torch.relu(fusion.joint(torch.cat([torch.relu(ei(img)), torch.relu(et(torch.zeros_like(txt)))], 1))))
     assert loss.item() == pytest.approx(want.item(), rel=1e-5)
     np.testing.assert_allclose(m.hash_outputs(ds.image_features[:6], "image"), zi.numpy(), rtol=1e-5, atol=1e-6)
     loss.backward()
-    assert net.scale.grad is not None
+    assert fusion.scale.grad is not None
 
 
 def test_dbrc_uses_one_rmsprop_including_the_learnable_scales_and_they_grow():
@@ -58,20 +59,22 @@ def test_dbrc_uses_one_rmsprop_including_the_learnable_scales_and_they_grow():
     m = create_method("dbrc", 16, epochs=15, batch_size=32)
     m.fit(ds, progress=False, tensorboard=False)
     opts = m.make_optimizers()
-    assert list(opts) == ["joint"] and isinstance(opts["joint"], torch.optim.RMSprop)
-    params = {id(p) for g in opts["joint"].param_groups for p in g["params"]}
-    assert id(m.nets["joint"].scale) in params
-    assert float(m.nets["joint"].scale.detach().mean()) > 1.0  # the ||1/scale||^2 penalty pushes them up
+    assert list(opts) == ["all"] and isinstance(opts["all"], torch.optim.RMSprop)
+    params = {id(p) for g in opts["all"].param_groups for p in g["params"]}
+    assert params == {id(p) for p in m.nets.parameters()} and id(m.nets["fusion"].scale) in params
+    assert float(m.nets["fusion"].scale.detach().mean()) > 1.0  # the ||1/scale||^2 penalty pushes them up
     i2t, t2i = _map(m, ds)
     assert i2t > 0.7 and t2i > 0.7, (i2t, t2i)  # random codes: ~0.25-0.3 with 4 classes
 
 
-def test_dbrc_checkpoint_round_trip_stores_the_weights_once(tmp_path):
+def test_dbrc_checkpoint_round_trip_keeps_the_scales(tmp_path):
     ds = clustered(n=30)
     m = _dbrc(ds)
-    st = m.state()
-    assert st["nets"]["image"] == {} and st["nets"]["text"] == {} and "scale" in st["nets"]["joint"]
+    with torch.no_grad():
+        m.nets["fusion"].scale.fill_(3.0)
+    assert "scale" in m.state()["nets"]["fusion"]
     ck = load_checkpoint(save_method(tmp_path / "d.pt", m))
+    assert torch.equal(ck.method.nets["fusion"].scale, m.nets["fusion"].scale)
     for mod, x in (("image", ds.image_features), ("text", ds.text_features)):
         np.testing.assert_array_equal(ck.encode(x, mod), m.encode(x, mod))
 
@@ -80,8 +83,8 @@ def test_udcmh_epoch_step_builds_codes_for_every_pair_and_batch_loss_regresses_t
     ds = clustered(n=80)
     m = create_method("udcmh", 8, hidden=16, k_near=5, k_far=5)
     m.setup(m.input_spec_for(ds))
-    m._train_data = ds
-    logs = m.on_epoch_start(1)
+    train = TrainingSet(image=torch.from_numpy(ds.image_features), text=torch.from_numpy(ds.text_features))
+    logs = m.on_epoch_start(1, train)
     b = m.codes_b
     assert b.shape == (80, 8) and set(torch.unique(b).tolist()) <= {-1.0, 1.0}
     assert np.isfinite(logs["objective"])
@@ -111,4 +114,4 @@ def test_bad_settings_are_clear_errors():
     with pytest.raises(CmhashError, match="feature mode"):
         create_method("udcmh", 16, image_mode="backbone")
     with pytest.raises(CmhashError, match="whole training set"):
-        create_method("udcmh", 16).on_epoch_start(1)
+        create_method("udcmh", 16).on_epoch_start(1, None)

@@ -8,9 +8,10 @@ import torch
 
 from cmhash.errors import CmhashError
 from cmhash.methods import METHODS, create_method
-from cmhash.methods.checkpoint import load_checkpoint, save_method
+from cmhash.inference import load_checkpoint
+from cmhash.training.checkpoint import save_method
 from cmhash.methods.deep import Batch
-from cmhash.methods.experiment import resolve_settings
+from cmhash.experiments.settings import resolve_settings
 from test_djsrh import _map, clustered
 
 torch.set_num_threads(1)

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from cmhash.errors import DataError
+from cmhash.nets.preprocess import to_rgb  # noqa: F401  (also re-exported: cmhash.features.base.to_rgb)
 from cmhash.registry import Registry
 
 SPEC_FORMAT = "cmhash-encoder"
@@ -68,6 +69,15 @@ def decode_array(obj: dict[str, Any]) -> np.ndarray:
         return np.frombuffer(raw, dtype=np.dtype(obj["dtype"])).reshape(obj["shape"]).copy()
     except (KeyError, TypeError, ValueError) as exc:
         raise DataError(f"encoder spec: malformed array state ({exc})") from exc
+
+
+def texts_sha256(texts) -> str:
+    """Content hash of a list of texts (order and boundaries included): cache keys and provenance."""
+    h = hashlib.sha256()
+    for t in texts:
+        h.update((t or "").encode("utf-8"))
+        h.update(b"\x00")
+    return h.hexdigest()
 
 
 class Encoder:
@@ -202,8 +212,6 @@ class TextEncoder(Encoder):
         """What ``fit`` on these texts would depend on, computed without fitting (for cache keys)."""
         if not self.needs_fit:
             return {}
-        from cmhash.features.text_bow import texts_sha256
-
         return {"texts_sha256": texts_sha256(texts), "n": len(texts), "text_kind": text_kind}
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:  # pragma: no cover - interface
@@ -212,22 +220,6 @@ class TextEncoder(Encoder):
     def _check_fitted(self) -> None:
         if not self.fitted:
             raise DataError(f"text encoder '{self.name}' must be fitted on training texts first (call fit(texts))")
-
-
-def to_rgb(image):
-    """Any PIL image (L, CMYK, P, RGBA...) -> RGB, compositing transparency on white."""
-    from PIL import Image
-
-    if image.mode == "RGB":
-        return image
-    if image.mode in ("P", "PA") and "transparency" in image.info:
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA"):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGB", rgba.size, (255, 255, 255))
-        background.paste(rgba, mask=rgba.split()[-1])
-        return background
-    return image.convert("RGB")
 
 
 # --------------------------------------------------------------------- factories

@@ -27,32 +27,38 @@ from cmhash.errors import CmhashError
 from cmhash.methods import METHODS
 from cmhash.methods.deep import Batch, DeepHashMethod, InputSpec
 from cmhash.methods.losses import dbrc_reconstruction_loss, inverse_scale_penalty
-from cmhash.methods.networks import SparseAwareLinear
+from cmhash.nets.heads import SparseAwareLinear
 
 
-class DBRCNet(nn.Module):
-    """The multimodal binary autoencoder; ``code(image, text)`` takes ``None`` for a missing modality."""
+class Encoder(nn.Module):
+    """One modality's encoder ``Linear -> ReLU`` (``nets['image']`` / ``nets['text']``)."""
 
-    def __init__(self, image_dim: int, text_dim: int, bits: int, enc_hidden: int = 512, joint_hidden: int = 512, sparse_text: bool = True):
+    def __init__(self, in_dim: int, hidden: int, sparse_input: bool = False):
         super().__init__()
-        self.image_dim, self.text_dim, self.bits = int(image_dim), int(text_dim), int(bits)
-        self.enc_image = nn.Linear(self.image_dim, enc_hidden)
-        self.enc_text = SparseAwareLinear(self.text_dim, enc_hidden, sparse_input=sparse_text)
-        self.joint = nn.Linear(2 * enc_hidden, joint_hidden)
-        self.hash = nn.Linear(joint_hidden, self.bits)
-        self.scale = nn.Parameter(torch.ones(self.bits))  # ATanh scales
-        self.dec_image = nn.Sequential(nn.Linear(self.bits, enc_hidden), nn.ReLU(), nn.Linear(enc_hidden, self.image_dim))
-        self.dec_text = nn.Sequential(nn.Linear(self.bits, enc_hidden), nn.ReLU(), nn.Linear(enc_hidden, self.text_dim))
+        self.fc = SparseAwareLinear(int(in_dim), int(hidden), sparse_input=sparse_input)
 
-    def hidden(self, image: torch.Tensor | None, text: torch.Tensor | None) -> torch.Tensor:
-        """Pre-activation hash layer z; a missing modality contributes a zero input (multimodal-autoencoder style)."""
-        if image is None and text is None:
-            raise CmhashError("DBRC needs at least one modality")
-        ref = image if image is not None else text
-        n = ref.shape[0]
-        hi = F.relu(self.enc_image(image)) if image is not None else F.relu(self.enc_image.bias).expand(n, -1)
-        ht = F.relu(self.enc_text(text)) if text is not None else F.relu(self.enc_text.bias).expand(n, -1)
-        return self.hash(F.relu(self.joint(torch.cat([hi, ht], dim=1))))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.fc(x))
+
+    def missing(self, n: int) -> torch.Tensor:
+        """The encoding of an all-zero input (a missing modality): ``relu(bias)`` for every row."""
+        return F.relu(self.fc.bias).expand(n, -1)
+
+
+class Fusion(nn.Module):
+    """Joint layer, hash layer, ATanh scales (one per bit) and both decoders (``nets['fusion']``)."""
+
+    def __init__(self, image_dim: int, text_dim: int, bits: int, enc_hidden: int = 512, joint_hidden: int = 512):
+        super().__init__()
+        self.joint = nn.Linear(2 * enc_hidden, joint_hidden)
+        self.hash = nn.Linear(joint_hidden, int(bits))
+        self.scale = nn.Parameter(torch.ones(int(bits)))
+        self.dec_image = nn.Sequential(nn.Linear(int(bits), enc_hidden), nn.ReLU(), nn.Linear(enc_hidden, int(image_dim)))
+        self.dec_text = nn.Sequential(nn.Linear(int(bits), enc_hidden), nn.ReLU(), nn.Linear(enc_hidden, int(text_dim)))
+
+    def hidden(self, h_image: torch.Tensor, h_text: torch.Tensor) -> torch.Tensor:
+        """Pre-activation hash layer z from the two encodings."""
+        return self.hash(F.relu(self.joint(torch.cat([h_image, h_text], dim=1))))
 
     def codes(self, z: torch.Tensor) -> torch.Tensor:
         """ATanh: ``tanh(scale * z)``."""
@@ -61,21 +67,10 @@ class DBRCNet(nn.Module):
     def reconstruct(self, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.dec_image(b), self.dec_text(b)
 
-
-class _ModalityView(nn.Module):
-    """``nets['image']`` / ``nets['text']``: the joint net with the other modality zeroed (owns no parameters)."""
-
-    def __init__(self, net: DBRCNet, modality: str):
-        super().__init__()
-        object.__setattr__(self, "_net", net)  # not registered: the weights live once, under nets['joint']
-        self.modality = modality
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._net.hidden(x, None) if self.modality == "image" else self._net.hidden(None, x)
-
-    def train(self, mode: bool = True) -> "_ModalityView":
-        self._net.train(mode)
-        return super().train(mode)
+    def forward(self, h_image: torch.Tensor, h_text: torch.Tensor):
+        """Training pass (one call, so a DDP wrapper sees every parameter): ``(b, recon_image, recon_text)``."""
+        b = self.codes(self.hidden(h_image, h_text))
+        return (b, *self.reconstruct(b))
 
 
 @METHODS.register("dbrc")
@@ -87,6 +82,7 @@ class DBRC(DeepHashMethod):
         "scale_penalty": 0.001,  # lambda of ||1/scale||^2 (the third-party port's constant)
         "views": "all",  # all: (I,T), (I,0), (0,T) per batch | paired: (I,T) only
         "lr": 0.001,
+        "optimizer": "rmsprop",
         "rmsprop_alpha": 0.9,  # TensorFlow RMSProp decay
         "rmsprop_eps": 1e-10,
         "weight_decay": 0.0,
@@ -97,12 +93,8 @@ class DBRC(DeepHashMethod):
         "variant": "dbrc",
     }
 
-    def __init__(self, bits: int, **hparams: Any):
-        super().__init__(bits, **hparams)
-        h = self.hparams
-        for key in ("enc_hidden", "joint_hidden", "lr", "batch_size", "epochs"):
-            if float(h[key]) <= 0:
-                raise CmhashError(f"dbrc: {key} must be positive, got {h[key]}")
+    def check_hparams(self, h: dict[str, Any]) -> None:
+        self.positive(h, "enc_hidden", "joint_hidden", "lr", "batch_size", "epochs")
         if float(h["scale_penalty"]) < 0:
             raise CmhashError(f"dbrc: scale_penalty must be >= 0, got {h['scale_penalty']}")
         if h["views"] not in ("all", "paired"):
@@ -112,34 +104,48 @@ class DBRC(DeepHashMethod):
 
     def build(self, spec: InputSpec, for_training: bool = True) -> None:
         h = self.hparams
-        net = DBRCNet(spec.image_dim, spec.text_dim, self.bits, int(h["enc_hidden"]), int(h["joint_hidden"]), bool(h["sparse_text"]))
-        self.nets = nn.ModuleDict({"joint": net, "image": _ModalityView(net, "image"), "text": _ModalityView(net, "text")})
-
-    def make_optimizers(self) -> dict[str, Any]:
-        """One RMSProp over every parameter, the ATanh scales included."""
-        h = self.hparams
-        net = self.nets["joint"]
-        opt = torch.optim.RMSprop(
-            net.parameters(), lr=float(h["lr"]), alpha=float(h["rmsprop_alpha"]), eps=float(h["rmsprop_eps"]), weight_decay=float(h["weight_decay"])
+        enc = int(h["enc_hidden"])
+        self.nets = nn.ModuleDict(
+            {
+                "image": Encoder(spec.image_dim, enc),
+                "text": Encoder(spec.text_dim, enc, sparse_input=bool(h["sparse_text"])),
+                "fusion": Fusion(spec.image_dim, spec.text_dim, self.bits, enc, int(h["joint_hidden"])),
+            }
         )
-        return {"joint": opt}
+
+    def param_groups(self) -> dict[str, dict[str, Any]]:
+        """One RMSProp over every parameter, the ATanh scales included (the third-party port's optimiser)."""
+        h = self.hparams
+        params = [p for p in self.nets.parameters() if p.requires_grad]
+        return {"all": {"params": params, "lr": float(h["lr"]), "optimizer": "rmsprop", "alpha": float(h["rmsprop_alpha"]), "eps": float(h["rmsprop_eps"])}}
+
+    def _encodings(self, image: torch.Tensor | None, text: torch.Tensor | None, fwd) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both encodings, a missing modality as the encoding of zeros; ``fwd``: the modules to call (DDP wrappers while training)."""
+        n = (image if image is not None else text).shape[0]
+        hi = fwd["image"](image) if image is not None else self.nets["image"].missing(n)
+        ht = fwd["text"](text) if text is not None else self.nets["text"].missing(n)
+        return hi, ht
+
+    def hash_output(self, modality: str, x):
+        """z of a single-modality input, the other modality zeroed; codes ``sign(z)`` = sign(ATanh(z))."""
+        pair = (x, None) if modality == "image" else (None, x)
+        return self.nets["fusion"].hidden(*self._encodings(*pair, self.nets))
 
     def training_loss(self, batch: Batch):
-        net = self.fwd.get("joint", self.nets["joint"])
+        fusion = self.nets["fusion"]
         views = [(batch.image, batch.text)]
         if self.hparams["views"] == "all":
             views += [(batch.image, None), (None, batch.text)]
         loss = 0.0
         logs: dict[str, torch.Tensor] = {}
         for name, (img, txt) in zip(("both", "image_only", "text_only"), views):
-            b = net.codes(net.hidden(img, txt))
-            ri, rt = net.reconstruct(b)
+            _, ri, rt = self.fwd["fusion"](*self._encodings(img, txt, self.fwd))
             part, _ = dbrc_reconstruction_loss(ri, rt, batch.image, batch.text)
             loss = loss + part
             logs[f"recon_{name}"] = part.detach()
-        penalty = inverse_scale_penalty(net.scale)
-        logs["scale_mean"] = net.scale.detach().abs().mean()
+        penalty = inverse_scale_penalty(fusion.scale)
+        logs["scale_mean"] = fusion.scale.detach().abs().mean()
         return loss + float(self.hparams["scale_penalty"]) * penalty, logs
 
 
-__all__ = ["DBRC", "DBRCNet"]
+__all__ = ["DBRC", "Encoder", "Fusion"]

@@ -30,11 +30,11 @@ import torch.nn as nn
 
 from cmhash.errors import CmhashError
 from cmhash.methods import METHODS
-from cmhash.methods.deep import Batch, DeepHashMethod, InputSpec
+from cmhash.methods.deep import Batch, InputSpec
 from cmhash.methods.djsrh import DJSRH, alpha_for_epoch
 from cmhash.methods.losses import jdsh_loss
-from cmhash.methods.networks import relaxed_codes
 from cmhash.methods.similarity import JDSH_VARIANTS, DSDWConstants, cosine_similarity_matrix, dsdw_weighting, jdsh_joint_similarity
+from cmhash.nets.heads import relaxed_codes
 
 DSDW_MODES = ("shipped", "fit", "off")
 
@@ -68,6 +68,7 @@ class JDSH(DJSRH):
         # optimisation (official config)
         "lr_image": 0.01,
         "lr_text": 0.01,
+        "optimizer": "sgd",  # one per network, as the official code
         "momentum": 0.9,
         "weight_decay": 5e-4,
         "batch_size": 32,
@@ -85,27 +86,25 @@ class JDSH(DJSRH):
     }
 
     def __init__(self, bits: int, **hparams: Any):
-        DeepHashMethod.__init__(self, bits, **hparams)
-        h = self.hparams
+        super().__init__(bits, **hparams)
+        self.dsdw_fit_summary: dict[str, Any] | None = None
+
+    def check_hparams(self, h: dict[str, Any]) -> None:
         if h["jdsh_variant"] not in JDSH_VARIANTS:
             raise CmhashError(f"jdsh: jdsh_variant must be one of {', '.join(JDSH_VARIANTS)}, got {h['jdsh_variant']!r}")
         if h["dsdw"] not in DSDW_MODES:
             raise CmhashError(f"jdsh: dsdw must be one of {', '.join(DSDW_MODES)}, got {h['dsdw']!r}")
         if h["image_head"] not in ("linear", "mlp"):
             raise CmhashError(f"jdsh: image_head must be linear or mlp, got {h['image_head']!r}")
-        for key in ("mu", "lr_image", "lr_text", "batch_size", "epochs", "hidden", "dsdw_fit_batches"):
-            if float(h[key]) <= 0:
-                raise CmhashError(f"jdsh: {key} must be positive, got {h[key]}")
-        self.dsdw_constants()  # validates the numbers
-        self.alpha = alpha_for_epoch(h["alpha"], 1)
-        self.feat_net = None
-        self.dsdw_fit_summary: dict[str, Any] | None = None
-
-    def dsdw_constants(self) -> DSDWConstants:
+        self.positive(h, "mu", "lr_image", "lr_text", "batch_size", "epochs", "hidden", "dsdw_fit_batches")
+        alpha_for_epoch(h["alpha"], 1)  # validates
         try:
-            return DSDWConstants.from_hparams(self.hparams)
+            DSDWConstants.from_hparams(h)
         except (TypeError, ValueError) as exc:
             raise CmhashError(f"jdsh: DSDW constants must be numbers ({exc})") from None
+
+    def dsdw_constants(self) -> DSDWConstants:
+        return DSDWConstants.from_hparams(self.hparams)
 
     # ------------------------------------------------------------------ networks
     def build(self, spec: InputSpec, for_training: bool = True) -> None:

@@ -26,8 +26,8 @@ import torch.nn as nn
 
 from cmhash.errors import CmhashError
 from cmhash.methods import METHODS
-from cmhash.methods.deep import Batch, DeepHashMethod, InputSpec
-from cmhash.methods.networks import MLPHashNet
+from cmhash.methods.deep import Batch, DeepHashMethod, InputSpec, TrainingSet
+from cmhash.nets.heads import MLPHashNet
 
 
 def _centred_unit_rows(x: np.ndarray) -> np.ndarray:
@@ -71,10 +71,12 @@ class UDCMH(DeepHashMethod):
 
     def __init__(self, bits: int, **hparams: Any):
         super().__init__(bits, **hparams)
-        h = self.hparams
-        for key in ("hidden", "lr_image", "lr_text", "batch_size", "epochs", "k_near"):
-            if float(h[key]) <= 0:
-                raise CmhashError(f"udcmh: {key} must be positive, got {h[key]}")
+        self.codes_b: torch.Tensor | None = None  # (n, bits) unified codes of the training pairs
+        self._lap = None
+        self._feats = None
+
+    def check_hparams(self, h: dict[str, Any]) -> None:
+        self.positive(h, "hidden", "lr_image", "lr_text", "batch_size", "epochs", "k_near")
         for key in ("weight_image", "weight_text", "beta", "gamma", "nu", "k_far", "dcc_sweeps", "dcc_inner"):
             if float(h[key]) < 0:
                 raise CmhashError(f"udcmh: {key} must be >= 0, got {h[key]}")
@@ -82,10 +84,6 @@ class UDCMH(DeepHashMethod):
             raise CmhashError(f"udcmh: graph_beta must lie in [0, 1], got {h['graph_beta']}")
         if h["image_mode"] != "features":
             raise CmhashError("udcmh: only feature mode is supported (the whole-set step needs every training pair's features)")
-        self._train_data = None
-        self.codes_b: torch.Tensor | None = None  # (n, bits) unified codes of the training pairs
-        self._lap = None
-        self._feats = None
 
     def build(self, spec: InputSpec, for_training: bool = True) -> None:
         h = self.hparams
@@ -98,48 +96,44 @@ class UDCMH(DeepHashMethod):
         )
 
     # ------------------------------------------------------------------ whole-set step
-    def fit(self, train, **kwargs):
-        self._train_data = train
-        try:
-            return super().fit(train, **kwargs)
-        finally:
-            self._train_data = None
-            self._lap = self._feats = None
-
-    def _prepare_graph(self) -> None:
+    def _prepare_graph(self, img: np.ndarray, txt: np.ndarray) -> None:
         from cmhash.methods.udcmh_solver import build_affinity, laplacian
 
-        h, data = self.hparams, self._train_data
-        img, txt = np.asarray(data.image_features), np.asarray(data.text_features)
+        h = self.hparams
         w = build_affinity(img, txt, beta=float(h["graph_beta"]), k_near=int(h["k_near"]), k_far=int(h["k_far"]))
         w = w / float(max(int(h["k_near"]), 1))  # weights +-1/k: the Laplacian term's scale does not grow with k
         self._lap = laplacian(w)
         self._feats = [_centred_unit_rows(img), _centred_unit_rows(txt)]
 
     @torch.no_grad()
-    def _relaxed_codes(self) -> list[np.ndarray]:
-        data = self._train_data
-        out = []
-        for mod, x in (("image", data.image_features), ("text", data.text_features)):
-            h = self.hash_outputs(x, mod)
-            out.append(np.tanh(h.astype(np.float64)).T)  # K x n
+    def _relaxed_codes(self, train: TrainingSet) -> list[np.ndarray]:
+        was = self.nets.training
+        self.nets.eval()
+        try:
+            out = []
+            for mod, x in (("image", train.image), ("text", train.text)):
+                h = torch.cat([self.nets[mod](c) for c in torch.split(x, 1024)])
+                out.append(np.tanh(h.double().cpu().numpy()).T)  # K x n
+        finally:
+            self.nets.train(was)
         return out
 
-    def on_epoch_start(self, epoch: int) -> dict[str, float]:
+    def on_epoch_start(self, epoch: int, train: TrainingSet | None = None) -> dict[str, float]:
         from cmhash.methods.udcmh_solver import objective, update_codes, update_factors
 
-        if self._train_data is None:
-            raise CmhashError("udcmh: training needs the whole training set (call fit)")
+        if train is None or train.image is None:
+            raise CmhashError("udcmh: the epoch step needs the whole training set's features (feature mode)")
         h = self.hparams
-        if self._lap is None:
-            self._prepare_graph()
-        relaxed = self._relaxed_codes()
+        n = len(train)
+        if self._lap is None or self._lap.shape[0] != n:
+            self._prepare_graph(train.image.cpu().numpy(), train.text.cpu().numpy())
+        relaxed = self._relaxed_codes(train)
         weights = [float(h["weight_image"]), float(h["weight_text"])]
-        if self.codes_b is None or self.codes_b.shape[0] != relaxed[0].shape[1]:
+        if self.codes_b is None or self.codes_b.shape[0] != n:
             b = np.where(relaxed[0] + relaxed[1] >= 0, 1.0, -1.0)
             sweeps = int(h["dcc_first_sweeps"])
         else:
-            b = self.codes_b.numpy().T.astype(np.float64)
+            b = self.codes_b.cpu().numpy().T.astype(np.float64)
             sweeps = int(h["dcc_sweeps"])
         nu = float(h["nu"])
         factors = [update_factors(f, b, nu / max(a, 1e-12)) for f, a in zip(self._feats, weights)]
@@ -147,9 +141,15 @@ class UDCMH(DeepHashMethod):
             b, self._feats, factors, weights, relaxed, beta=float(h["beta"]), gamma=float(h["gamma"]), lap=self._lap, sweeps=sweeps, inner=int(h["dcc_inner"])
         )
         value = objective(b, self._feats, factors, weights, relaxed, float(h["beta"]), float(h["gamma"]), nu, self._lap)
-        self.codes_b = torch.from_numpy(b.T.astype(np.float32)).contiguous()
-        balance = float(np.abs(b.mean(axis=1)).mean())
-        return {"objective": value / b.shape[1], "bit_balance": balance}
+        self.codes_b = torch.from_numpy(b.T.astype(np.float32)).contiguous().to(train.text.device)
+        return {"objective": value / n, "bit_balance": float(np.abs(b.mean(axis=1)).mean())}
+
+    def training_state(self) -> dict[str, Any]:
+        return {} if self.codes_b is None else {"codes_b": self.codes_b.detach().cpu()}
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        if state.get("codes_b") is not None:
+            self.codes_b = state["codes_b"]
 
     # ------------------------------------------------------------------ batch step
     def training_loss(self, batch: Batch):
