@@ -88,6 +88,10 @@ def test_udcmh_epoch_step_builds_codes_for_every_pair_and_batch_loss_regresses_t
     b = m.codes_b
     assert b.shape == (80, 8) and set(torch.unique(b).tolist()) <= {-1.0, 1.0}
     assert np.isfinite(logs["objective"])
+    saved = m.training_state()["codes_b"]
+    fresh = create_method("udcmh", 8, hidden=16, k_near=5, k_far=5)
+    fresh.load_training_state({"codes_b": saved})
+    assert torch.equal(fresh.codes_b, b)  # --resume continues from the same B
     idx = torch.tensor([3, 7, 11])
     img, txt = torch.from_numpy(ds.image_features[idx.numpy()]), torch.from_numpy(ds.text_features[idx.numpy()])
     loss, _ = m.training_loss(Batch(img, txt, idx))
