@@ -76,6 +76,8 @@ class Fusion(nn.Module):
 @METHODS.register("dbrc")
 class DBRC(DeepHashMethod):
     name: ClassVar[str] = "dbrc"
+    #: small networks for the contract test's tiny fits
+    TEST_HPARAMS: ClassVar[dict[str, Any]] = {"enc_hidden": 32, "joint_hidden": 32}
     DEFAULTS: ClassVar[dict[str, Any]] = {
         "enc_hidden": 512,
         "joint_hidden": 512,

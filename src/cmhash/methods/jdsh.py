@@ -42,6 +42,8 @@ DSDW_MODES = ("shipped", "fit", "off")
 @METHODS.register("jdsh")
 class JDSH(DJSRH):
     name: ClassVar[str] = "jdsh"
+    #: small networks for the contract test's tiny fits
+    TEST_HPARAMS: ClassVar[dict[str, Any]] = {"hidden": 32, "dsdw_fit_batches": 5}
     DEFAULTS: ClassVar[dict[str, Any]] = {
         "jdsh_variant": "head",  # head | v2020_05
         # joint-modal similarity (official config names: alpha, beta, lamb) and target scale

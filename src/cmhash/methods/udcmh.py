@@ -40,6 +40,8 @@ def _centred_unit_rows(x: np.ndarray) -> np.ndarray:
 @METHODS.register("udcmh")
 class UDCMH(DeepHashMethod):
     name: ClassVar[str] = "udcmh"
+    #: small networks for the contract test's tiny fits
+    TEST_HPARAMS: ClassVar[dict[str, Any]] = {"hidden": 32, "k_near": 5, "k_far": 5}
     DEFAULTS: ClassVar[dict[str, Any]] = {
         # objective (weights a_m of the factorisation, beta, gamma, nu)
         "weight_image": 1.0,
