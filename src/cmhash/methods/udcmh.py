@@ -47,8 +47,9 @@ class UDCMH(DeepHashMethod):
         "weight_image": 1.0,
         "weight_text": 1.0,
         "beta": 1.0,
-        "gamma": 1.0,
+        "gamma": 3.0,
         "nu": 1.0,
+        "rho": 1.0,  # bit balance rho ||B 1||^2 / n (ours: keeps bits from collapsing to constants)
         # neighbour graph: fused cosine beta_g (2cos_I - 1) + (1 - beta_g)(2cos_T - 1); W = +-1/k
         "graph_beta": 0.6,
         "k_near": 20,
@@ -56,7 +57,7 @@ class UDCMH(DeepHashMethod):
         # discrete step
         "dcc_sweeps": 1,
         "dcc_first_sweeps": 5,
-        "dcc_inner": 3,
+        "dcc_inner": 10,
         # networks and optimisation (DJSRH's, which follows UDCMH's backbones)
         "hidden": 4096,
         "lr_image": 0.01,
@@ -79,7 +80,7 @@ class UDCMH(DeepHashMethod):
 
     def check_hparams(self, h: dict[str, Any]) -> None:
         self.positive(h, "hidden", "lr_image", "lr_text", "batch_size", "epochs", "k_near")
-        for key in ("weight_image", "weight_text", "beta", "gamma", "nu", "k_far", "dcc_sweeps", "dcc_inner"):
+        for key in ("weight_image", "weight_text", "beta", "gamma", "nu", "rho", "k_far", "dcc_sweeps", "dcc_inner"):
             if float(h[key]) < 0:
                 raise CmhashError(f"udcmh: {key} must be >= 0, got {h[key]}")
         if not 0.0 <= float(h["graph_beta"]) <= 1.0:
@@ -132,7 +133,10 @@ class UDCMH(DeepHashMethod):
         relaxed = self._relaxed_codes(train)
         weights = [float(h["weight_image"]), float(h["weight_text"])]
         if self.codes_b is None or self.codes_b.shape[0] != n:
-            b = np.where(relaxed[0] + relaxed[1] >= 0, 1.0, -1.0)
+            # balanced start: signs of a seeded random projection of both modalities' features
+            gen = np.random.default_rng(0 if self.seed is None else int(self.seed))
+            proj = sum(gen.standard_normal((self.bits, f.shape[0])) @ f for f in self._feats)
+            b = np.where(proj >= 0, 1.0, -1.0)
             sweeps = int(h["dcc_first_sweeps"])
         else:
             b = self.codes_b.cpu().numpy().T.astype(np.float64)
@@ -140,9 +144,10 @@ class UDCMH(DeepHashMethod):
         nu = float(h["nu"])
         factors = [update_factors(f, b, nu / max(a, 1e-12)) for f, a in zip(self._feats, weights)]
         b = update_codes(
-            b, self._feats, factors, weights, relaxed, beta=float(h["beta"]), gamma=float(h["gamma"]), lap=self._lap, sweeps=sweeps, inner=int(h["dcc_inner"])
+            b, self._feats, factors, weights, relaxed, beta=float(h["beta"]), gamma=float(h["gamma"]), lap=self._lap, sweeps=sweeps, inner=int(h["dcc_inner"]),
+            rho=float(h["rho"]),
         )
-        value = objective(b, self._feats, factors, weights, relaxed, float(h["beta"]), float(h["gamma"]), nu, self._lap)
+        value = objective(b, self._feats, factors, weights, relaxed, float(h["beta"]), float(h["gamma"]), nu, self._lap, float(h["rho"]))
         self.codes_b = torch.from_numpy(b.T.astype(np.float32)).contiguous().to(train.text.device)
         return {"objective": value / n, "bit_balance": float(np.abs(b.mean(axis=1)).mean())}
 

@@ -105,9 +105,9 @@ def update_factors(f: np.ndarray, b: np.ndarray, reg: float) -> np.ndarray:
     return np.linalg.solve(gram, b @ f.T).T  # gram is symmetric
 
 
-def objective(b, features, factors, weights, relaxed, beta, gamma, nu, lap) -> float:
-    """The UDCMH objective (module docstring) for codes ``b`` (K x n)."""
-    val = 0.0
+def objective(b, features, factors, weights, relaxed, beta, gamma, nu, lap, rho: float = 0.0) -> float:
+    """The UDCMH objective (module docstring) for codes ``b`` (K x n), plus ``rho ||B 1||^2 / n``."""
+    val = rho * float(np.sum(b.sum(axis=1) ** 2)) / b.shape[1]
     for f, u, a in zip(features, factors, weights):
         val += a * float(np.sum((f - u @ b) ** 2)) + nu * float(np.sum(u**2))
     for h in relaxed:
@@ -128,14 +128,18 @@ def update_codes(
     lap: sp.spmatrix,
     sweeps: int = 1,
     inner: int = 3,
+    rho: float = 0.0,
 ) -> np.ndarray:
     """Discrete cyclic coordinate descent on B (K x n), one bit row at a time; returns the new codes.
 
     With ``Q = sum_m a_m U_m^T F_m + beta sum_m H_m`` and ``A = sum_m a_m U_m^T U_m``, the objective in
     bit row k (others fixed) is ``f(b) = 2 b.(A_k,-k B_-k - q_k) + gamma b L b^T`` (+ constants).
     Without the Laplacian the minimiser is ``sign(q_k - A_k,-k B_-k)``; with it there is no closed
-    form, so each inner step takes the sign of the negative gradient at the current row (the
-    Laplacian linearised) and keeps the candidate only if it lowers f: the objective never rises.
+    form, so each inner step flips the entries whose sign disagrees with the negative gradient at
+    the current row (the Laplacian linearised), largest gradients first, halving the number of
+    flips until f decreases (backtracking): the objective never rises.
+    ``rho > 0`` adds the bit-balance penalty ``rho (b.1)^2 / n`` to each row (a cmhash addition:
+    without it the alternation drifts towards constant bits).
     """
     b = np.array(b, dtype=np.float64, copy=True)
     k_bits = b.shape[0]
@@ -147,8 +151,10 @@ def update_codes(
     for h in relaxed:
         q += beta * h
 
+    n = b.shape[1]
+
     def f_row(k: int, row: np.ndarray, lin: np.ndarray) -> float:
-        return 2.0 * float(row @ lin) + gamma * float(row @ (lap @ row))
+        return 2.0 * float(row @ lin) + gamma * float(row @ (lap @ row)) + rho * float(row.sum()) ** 2 / n
 
     for _ in range(int(sweeps)):
         for k in range(k_bits):
@@ -157,12 +163,21 @@ def update_codes(
             cur = b[k]
             best = f_row(k, cur, lin)
             for _ in range(int(inner)):
-                grad = lin + gamma * (lap @ cur)
-                cand = np.where(grad > 0, -1.0, np.where(grad < 0, 1.0, cur))
-                val = f_row(k, cand, lin)
-                if val < best - 1e-12:
-                    cur, best = cand, val
-                else:
+                grad = lin + gamma * (lap @ cur) + rho * float(cur.sum()) / n
+                wrong = np.flatnonzero(grad * cur > 0)  # entries whose sign the gradient wants flipped
+                if wrong.size == 0:
+                    break
+                order = wrong[np.argsort(-np.abs(grad[wrong]))]
+                take, moved = order.size, False
+                while take >= 1:  # backtracking on the number of flips, largest gradients first
+                    cand = cur.copy()
+                    cand[order[:take]] *= -1.0
+                    val = f_row(k, cand, lin)
+                    if val < best - 1e-12:
+                        cur, best, moved = cand, val, True
+                        break
+                    take //= 2
+                if not moved:
                     break
             b[k] = cur
     return b
