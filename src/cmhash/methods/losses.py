@@ -43,4 +43,42 @@ def reconstruction_loss(
     return loss, terms
 
 
-__all__ = ["reconstruction_loss"]
+def jdsh_loss(
+    b_image: torch.Tensor, b_text: torch.Tensor, target: torch.Tensor, intra: float = 0.1, variant: str = "head"
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """JDSH's loss on l2-normalised relaxed codes (methods-spec 3.1 ``cal_loss`` / 3.2).
+
+    ``head``: ``intra mse(B_I B_I^T, T) + mse(B_I B_T^T, T) + mse(B_T B_I^T, T) - mean_i <B_I[i], B_T[i]>
+    + intra mse(B_T B_T^T, T)``. ``v2020_05``: the DJSRH form with ``lambda1 = lambda2 = intra``.
+    """
+    loss, terms = reconstruction_loss(b_image, b_text, target, intra, intra)
+    if variant == "v2020_05":
+        return loss, terms
+    if variant != "head":
+        raise ValueError(f"JDSH variant must be 'head' or 'v2020_05', got {variant!r}")
+    inter_ti = _mse(b_text @ b_image.t(), target.detach())
+    paired = (b_image * b_text).sum(dim=1).mean()
+    terms["inter_ti"] = inter_ti.detach()
+    terms["paired_cosine"] = paired.detach()
+    return loss + inter_ti - paired, terms
+
+
+def inverse_scale_penalty(scale: torch.Tensor) -> torch.Tensor:
+    """``||1 / scale||^2`` of DBRC's adaptive tanh: small when the learnable scales grow (codes near +-1)."""
+    return (scale.reciprocal() ** 2).sum()
+
+
+def dbrc_reconstruction_loss(
+    recon_image: torch.Tensor, recon_text: torch.Tensor, image: torch.Tensor, text: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """DBRC's reconstruction error of both modalities: mean squared error per modality, summed.
+
+    Each modality's error is a mean over its own entries, so a 1,386-d bag-of-words and a 1,280-d
+    image feature weigh the same whatever their widths (a cmhash choice; the sources are silent).
+    """
+    li = _mse(recon_image, image.detach())
+    lt = _mse(recon_text, text.detach())
+    return li + lt, {"recon_image": li.detach(), "recon_text": lt.detach()}
+
+
+__all__ = ["dbrc_reconstruction_loss", "inverse_scale_penalty", "jdsh_loss", "reconstruction_loss"]
