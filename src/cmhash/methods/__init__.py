@@ -13,7 +13,11 @@ METHODS: Registry = Registry(
     "method",
     modules=[
         "cmhash.methods.cmfh",
+        "cmhash.methods.cvh",
         "cmhash.methods.djsrh",
+        "cmhash.methods.imh",
+        "cmhash.methods.lssh",
+        "cmhash.methods.scm",
     ],
 )
 
