@@ -131,9 +131,9 @@ def test_scm_seq_follows_the_residual_recursion(pairs):
 
 
 def test_scm_uses_labels_and_refuses_unlabelled_data(pairs):
-    with pytest.raises(DataError, match="no labels"):
+    with pytest.raises(DataError, match="needs the training labels"):
         SCM(4).fit(SimpleNamespace(image_features=pairs.image_features, text_features=pairs.text_features, labels=None))
-    with pytest.raises(DataError, match="one row per training pair"):
+    with pytest.raises(DataError, match="label rows for 300 training pairs"):
         SCM(4).fit(SimpleNamespace(image_features=pairs.image_features, text_features=pairs.text_features, labels=pairs.labels[:5]))
     with pytest.raises(CmhashError, match="variant"):
         SCM(4, variant="fast")

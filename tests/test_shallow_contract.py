@@ -11,7 +11,8 @@ from cmhash.data import load_dataset
 from cmhash.data.splits import random_split
 from cmhash.errors import CmhashError, DataError
 from cmhash.methods import METHODS, create_method
-from cmhash.methods.checkpoint import load_checkpoint, save_method
+from cmhash.inference import load_checkpoint
+from cmhash.training.checkpoint import save_method
 from cmhash.metrics import mean_average_precision
 from cmhash.presets import available, load_preset
 
@@ -47,8 +48,8 @@ def test_registered_with_presets_citing_sources(name):
     assert {"mirflickr", "wiki"} <= set(sections)
     for section in sections:
         preset = load_preset(name, section)
-        assert preset["_source"]
-        model = create_method(name, 32, **preset)  # every preset value is a known hyper-parameter
+        assert preset.source
+        model = create_method(name, 32, **preset.hparams)  # every preset value is a known hyper-parameter
         assert model.bits == 32
 
 

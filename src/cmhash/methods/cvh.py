@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from cmhash.errors import CmhashError, DataError
+from cmhash.errors import DataError
 from cmhash.methods import METHODS
-from cmhash.methods.linear import LinearHashMethod, check_hparams, regularised_cov, top_generalised_eig
+from cmhash.methods.linear import LinearShallowMethod, paired_projections, regularised_cov
 
 
 def covariances(X: np.ndarray, Y: np.ndarray, reg: float, relative: bool, bmc_compat: bool = False):
@@ -40,61 +40,36 @@ def covariances(X: np.ndarray, Y: np.ndarray, reg: float, relative: bool, bmc_co
     return regularised_cov(X, reg, relative), regularised_cov(Y, reg, relative), X.T @ Y / X.shape[0]
 
 
-def paired_projections(Cxx: np.ndarray, Cyy: np.ndarray, Cxy: np.ndarray, bits: int, method: str = "cvh", bmc_compat: bool = False):
-    """(A, B, lam): the top-``bits`` solutions of ``Cxy Cyy^-1 Cyx a = lam Cxx a`` and
-    ``B = Cyy^-1 Cyx A lam^-1/2`` (CCA when Cxy is the cross-covariance; SCM-Orth with X'SY).
-
-    ``bmc_compat``: ``Cxy Cyy Cyx`` on the left, as the BMC-SDNU CVH code.
-    """
-    from scipy.linalg import cho_factor, cho_solve
-
-    try:
-        chol_y = cho_factor(Cyy, lower=True, check_finite=False)
-    except np.linalg.LinAlgError:
-        raise CmhashError(f"{method}: the text covariance is not positive definite; increase `reg`") from None
-    CyyInvCyx = cho_solve(chol_y, Cxy.T, check_finite=False)  # Cyy^-1 Cyx (d_y x d_x)
-    M = Cxy @ (Cyy @ Cxy.T) if bmc_compat else Cxy @ CyyInvCyx
-    lam, A = top_generalised_eig(M, Cxx, bits)
-    scale = 1.0 / np.sqrt(np.maximum(lam, np.finfo(float).tiny))
-    B = (CyyInvCyx @ A) * scale
-    return A, B, lam
-
-
 @METHODS.register("cvh")
-class CVH(LinearHashMethod):
+class CVH(LinearShallowMethod):
     """Cross-View Hashing as regularised CCA; see the module docstring.
 
     Hyper-parameters: ``reg`` ridge on both covariances, ``reg_relative`` (scale ``reg`` by the
-    mean variance, default) , ``center`` (subtract training means; default), ``bmc_compat``
-    (the BMC-SDNU variant: no centring, absolute ``reg``, ``Cxy Cyy Cyx``).
+    mean variance; default), ``center`` (subtract training means; default), ``bmc_compat``
+    (the BMC-SDNU variant: no centring, absolute ``reg``, ``Cxy Cyy Cyx``; it overrides both).
     """
 
     name = "cvh"
-    KNOWN = ("reg", "reg_relative", "center", "bmc_compat")
+    DEFAULTS = {"reg": 1e-4, "reg_relative": True, "center": True, "bmc_compat": False}
 
-    def __init__(self, bits: int, reg: float = 1e-4, reg_relative: bool = True, center: bool = True, bmc_compat: bool = False, **extra: Any):
-        check_hparams("cvh", extra, self.KNOWN)
-        reg = float(reg)
-        if not reg > 0:
-            raise CmhashError(f"cvh: reg must be positive, got {reg}")
-        if bmc_compat:
-            center, reg_relative = False, False
-        super().__init__(bits, reg=float(reg), reg_relative=bool(reg_relative), center=bool(center), bmc_compat=bool(bmc_compat))
+    def check_hparams(self, h: dict[str, Any]) -> None:
+        self.positive(h, "reg")
+        h.update(reg=float(h["reg"]), reg_relative=bool(h["reg_relative"]), center=bool(h["center"]), bmc_compat=bool(h["bmc_compat"]))
+        if h["bmc_compat"]:
+            h.update(center=False, reg_relative=False)
 
-    def _fit(self, feats: dict[str, np.ndarray], train) -> None:
+    def fit_features(self, feats: dict[str, np.ndarray], labels=None, progress=None) -> None:
         h = self.hparams
-        X, Y = feats["image"], feats["text"]
-        if self.bits > X.shape[1]:
+        if self.bits > feats["image"].shape[1]:
             raise DataError(
-                f"cvh: {self.bits} bits need at least {self.bits} image dimensions, the features have {X.shape[1]} "
+                f"cvh: {self.bits} bits need at least {self.bits} image dimensions, the features have {feats['image'].shape[1]} "
                 "(CVH solves for the image projections first)"
             )
-        for m, f in feats.items():
-            self.means[m] = f.mean(axis=0) if h["center"] else np.zeros(f.shape[1])
-        covs = covariances(X - self.means["image"], Y - self.means["text"], h["reg"], h["reg_relative"], h["bmc_compat"])
-        A, B, lam = paired_projections(*covs, self.bits, "cvh", h["bmc_compat"])
-        self.projections = {"image": A, "text": B}
-        self.thresholds = {m: np.zeros(self.bits) for m in ("image", "text")}
-        #: eigenvalues (squared canonical correlations without bmc_compat), largest first
-        self.eigenvalues = lam
-        self.extra_state = {"eigenvalues": lam}
+        X, Y = self.centred(feats["image"], "image"), self.centred(feats["text"], "text")
+        A, B, lam = paired_projections(*covariances(X, Y, h["reg"], h["reg_relative"], h["bmc_compat"]), self.bits, "cvh", h["bmc_compat"])
+        self.arrays.update(P_image=A, P_text=B, threshold_image=np.zeros(self.bits), threshold_text=np.zeros(self.bits), eigenvalues=lam)
+
+    @property
+    def eigenvalues(self) -> np.ndarray:
+        """Eigenvalues, largest first (squared canonical correlations without ``bmc_compat``)."""
+        return self.arrays["eigenvalues"]

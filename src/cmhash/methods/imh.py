@@ -51,7 +51,7 @@ import numpy as np
 
 from cmhash.errors import CmhashError, DataError
 from cmhash.methods import METHODS
-from cmhash.methods.linear import LinearHashMethod, check_hparams
+from cmhash.methods.linear import LinearShallowMethod
 
 
 def knn_laplacian(X: np.ndarray, k: int):
@@ -93,7 +93,7 @@ def residual_operator(X: np.ndarray, beta: float):
 
 
 @METHODS.register("imh")
-class IMH(LinearHashMethod):
+class IMH(LinearShallowMethod):
     """Inter-Media Hashing; see the module docstring.
 
     Hyper-parameters (defaults = the official demo): ``beta`` ridge of the regressions, ``lam``
@@ -104,45 +104,51 @@ class IMH(LinearHashMethod):
     """
 
     name = "imh"
-    KNOWN = ("beta", "lam", "k", "u", "center", "normalize", "max_train", "seed", "bmc_compat")
+    DEFAULTS = {
+        "beta": 1.0,
+        "lam": 1.0,
+        "k": 1,
+        "u": 1e10,
+        "center": True,
+        "normalize": True,
+        "max_train": 5000,
+        "seed": 0,
+        "bmc_compat": False,
+    }
 
-    def __init__(
-        self,
-        bits: int,
-        beta: float = 1.0,
-        lam: float = 1.0,
-        k: int = 1,
-        u: float = 1e10,
-        center: bool = True,
-        normalize: bool = True,
-        max_train: int | None = 5000,
-        seed: int | None = 0,
-        bmc_compat: bool = False,
-        **extra: Any,
-    ):
-        check_hparams("imh", extra, self.KNOWN)
-        beta, lam, u = float(beta), float(lam), float(u)
-        if not beta > 0 or lam < 0 or not u > 0:
-            raise CmhashError(f"imh: beta and u must be positive and lam non-negative, got beta={beta}, lam={lam}, u={u}")
-        if int(k) < 1:
-            raise CmhashError(f"imh: k must be at least 1, got {k}")
-        if max_train is not None and int(max_train) < 2:
-            raise CmhashError(f"imh: max_train must be at least 2, got {max_train}")
-        super().__init__(
-            bits,
-            beta=float(beta),
-            lam=float(lam),
-            k=int(k),
-            u=float(u),
-            center=bool(center),
-            normalize=bool(normalize),
-            max_train=None if max_train is None else int(max_train),
-            seed=None if seed is None else int(seed),
-            bmc_compat=bool(bmc_compat),
-        )
+    def __init__(self, bits: int, **hparams: Any):
+        super().__init__(bits, **hparams)
+        #: pairs used, subsampling, feature RMS of the last fit (not in the state)
         self.fit_info: dict[str, Any] = {}
+        #: training relaxed codes F_1, F_2 of the last fit (for tests and diagnostics; not in the state)
+        self.relaxed: dict[str, np.ndarray] = {}
 
-    def _fit(self, feats: dict[str, np.ndarray], train) -> None:
+    def check_hparams(self, h: dict[str, Any]) -> None:
+        self.positive(h, "beta", "u")
+        if float(h["lam"]) < 0:
+            raise CmhashError(f"imh: lam must be non-negative, got {h['lam']!r}")
+        if int(h["k"]) < 1:
+            raise CmhashError(f"imh: k must be at least 1, got {h['k']!r}")
+        if h["max_train"] is not None and int(h["max_train"]) < 2:
+            raise CmhashError(f"imh: max_train must be at least 2, got {h['max_train']!r}")
+        h.update(
+            beta=float(h["beta"]),
+            lam=float(h["lam"]),
+            k=int(h["k"]),
+            u=float(h["u"]),
+            center=bool(h["center"]),
+            normalize=bool(h["normalize"]),
+            max_train=None if h["max_train"] is None else int(h["max_train"]),
+            seed=None if h["seed"] is None else int(h["seed"]),
+            bmc_compat=bool(h["bmc_compat"]),
+        )
+
+    @property
+    def eigenvalues(self) -> np.ndarray:
+        """The ``bits`` smallest eigenvalues of D, ascending."""
+        return self.arrays["eigenvalues"]
+
+    def fit_features(self, feats: dict[str, np.ndarray], labels=None, progress=None) -> None:
         from scipy.linalg import eigh, solve
 
         h = self.hparams
@@ -157,8 +163,7 @@ class IMH(LinearHashMethod):
             raise DataError(f"imh: {self.bits} bits need more than {self.bits} training pairs, got {n}")
         X, scale = {}, {}
         for m, f in feats.items():
-            self.means[m] = f.mean(axis=0) if h["center"] else np.zeros(f.shape[1])
-            X[m] = f - self.means[m]
+            X[m] = self.centred(f, m)  # training means of all pairs (in arrays, from the base class)
             rms = float(np.sqrt(np.mean(X[m] ** 2))) if h["normalize"] else 1.0
             scale[m] = rms if rms > 0 else 1.0
             X[m] /= scale[m]
@@ -177,14 +182,17 @@ class IMH(LinearHashMethod):
         vals, F1 = eigh(D, subset_by_index=[0, self.bits - 1], overwrite_a=True, check_finite=False)
         del D
         F2 = F1 - Z @ F1
-        self.eigenvalues = vals
         # W_g acts on the scaled features; stored for raw (centred) features: (x - mean) W_g / scale_g
-        self.projections = {"image": G1 @ F1 / scale["image"], "text": G2 @ F2 / scale["text"]}
+        P = {"image": G1 @ F1 / scale["image"], "text": G2 @ F2 / scale["text"]}
         self.fit_info["feature_rms"] = dict(scale)
-        #: training relaxed codes (kept for tests and diagnostics; not in the state)
         self.relaxed = {"image": F1, "text": F2}
-        self.thresholds = {m: np.median(X[m] @ self.projections[m] * scale[m], axis=0) for m in ("image", "text")}
-        self.extra_state = {"eigenvalues": vals}
+        self.arrays.update(
+            P_image=P["image"],
+            P_text=P["text"],
+            threshold_image=np.median(X["image"] @ P["image"] * scale["image"], axis=0),
+            threshold_text=np.median(X["text"] @ P["text"] * scale["text"], axis=0),
+            eigenvalues=vals,
+        )
 
     def encode(self, inputs, modality: str) -> np.ndarray:
         """+-1 int8 codes; thresholds are the training medians (or, with bmc_compat, the set's own)."""
@@ -193,4 +201,4 @@ class IMH(LinearHashMethod):
         P = self.project(inputs, modality)
         if self.hparams["bmc_compat"]:
             return sign(P - np.median(P, axis=0)) if len(P) else sign(P)
-        return sign(P - self.thresholds[modality])
+        return sign(P - self.arrays[f"threshold_{modality}"])

@@ -50,8 +50,7 @@ import numpy as np
 from cmhash.codes import sign
 from cmhash.errors import CmhashError, DataError
 from cmhash.methods import METHODS
-from cmhash.methods.base import MODALITIES, HashMethod
-from cmhash.methods.linear import check_finite, check_hparams, features, training_pairs
+from cmhash.methods.shallow import ShallowHashMethod
 
 RHO_MODES = ("relative", "absolute")
 
@@ -139,7 +138,7 @@ def lasso_codes(D: np.ndarray, Z: np.ndarray, rho: float, relative: bool, tol: f
 
 
 @METHODS.register("lssh")
-class LSSH(HashMethod):
+class LSSH(ShallowHashMethod):
     """Latent Semantic Sparse Hashing; see the module docstring.
 
     Hyper-parameters (defaults = the official demo): ``mu`` (0.05) text factorisation weight,
@@ -150,50 +149,52 @@ class LSSH(HashMethod):
     """
 
     name = "lssh"
-    deep = False
-    KNOWN = ("mu", "rho", "lam", "atoms", "iterations", "rho_mode", "max_train", "seed", "lasso_tol", "bmc_compat")
+    DEFAULTS = {
+        "mu": 0.05,
+        "rho": 0.5,
+        "lam": 0.2,
+        "atoms": 512,
+        "iterations": 20,
+        "rho_mode": "relative",
+        "max_train": 10000,
+        "seed": 0,
+        "lasso_tol": 1e-4,
+        "bmc_compat": False,
+    }
+    STATE_ARRAYS = ("pca_mean", "pca_components", "B", "R", "A", "threshold_image", "threshold_text")
 
-    def __init__(
-        self,
-        bits: int,
-        mu: float = 0.05,
-        rho: float = 0.5,
-        lam: float = 0.2,
-        atoms: int = 512,
-        iterations: int = 20,
-        rho_mode: str = "relative",
-        max_train: int | None = 10000,
-        seed: int | None = 0,
-        lasso_tol: float = 1e-4,
-        bmc_compat: bool = False,
-        **extra: Any,
-    ):
-        check_hparams("lssh", extra, self.KNOWN)
-        mu, rho, lam = float(mu), float(rho), float(lam)
-        if not (mu > 0 and lam > 0 and rho > 0):
-            raise CmhashError(f"lssh: mu, lam and rho must be positive, got mu={mu}, lam={lam}, rho={rho}")
-        if rho_mode not in RHO_MODES:
-            raise CmhashError(f"lssh: rho_mode must be one of {', '.join(RHO_MODES)}, got {rho_mode!r}")
-        if rho_mode == "relative" and rho >= 1:
-            raise CmhashError(f"lssh: a relative rho must be below 1 (rho = 1 makes every code zero), got {rho}")
-        if int(atoms) < 1 or int(iterations) < 1:
-            raise CmhashError(f"lssh: atoms and iterations must be at least 1, got {atoms}, {iterations}")
-        super().__init__(
-            bits,
-            mu=float(mu),
-            rho=float(rho),
-            lam=float(lam),
-            atoms=int(atoms),
-            iterations=int(iterations),
-            rho_mode=str(rho_mode),
-            max_train=None if max_train is None else int(max_train),
-            seed=None if seed is None else int(seed),
-            lasso_tol=float(lasso_tol),
-            bmc_compat=bool(bmc_compat),
-        )
-        self.params: dict[str, np.ndarray] = {}
-        self.history: list[float] = []
+    def __init__(self, bits: int, **hparams: Any):
+        super().__init__(bits, **hparams)
         self.fit_info: dict[str, Any] = {}
+
+    def check_hparams(self, h: dict[str, Any]) -> None:
+        self.positive(h, "mu", "rho", "lam", "lasso_tol")
+        if h["rho_mode"] not in RHO_MODES:
+            raise CmhashError(f"lssh: rho_mode must be one of {', '.join(RHO_MODES)}, got {h['rho_mode']!r}")
+        if h["rho_mode"] == "relative" and float(h["rho"]) >= 1:
+            raise CmhashError(f"lssh: a relative rho must be below 1 (rho = 1 makes every code zero), got {h['rho']}")
+        if int(h["atoms"]) < 1 or int(h["iterations"]) < 1:
+            raise CmhashError(f"lssh: atoms and iterations must be at least 1, got {h['atoms']}, {h['iterations']}")
+        h.update(
+            mu=float(h["mu"]),
+            rho=float(h["rho"]),
+            lam=float(h["lam"]),
+            atoms=int(h["atoms"]),
+            iterations=int(h["iterations"]),
+            rho_mode=str(h["rho_mode"]),
+            max_train=None if h["max_train"] is None else int(h["max_train"]),
+            seed=None if h["seed"] is None else int(h["seed"]),
+            lasso_tol=float(h["lasso_tol"]),
+            bmc_compat=bool(h["bmc_compat"]),
+        )
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        """The fitted arrays (``self.arrays``): PCA, B, R, A and the thresholds."""
+        return self.arrays
+
+    def fit_means(self, feats) -> None:
+        """LSSH centres nothing itself (the PCA centres the images), so no means are stored."""
 
     # ------------------------------------------------------------------ helpers
     def _image_input(self, F: np.ndarray) -> np.ndarray:
@@ -219,24 +220,12 @@ class LSSH(HashMethod):
         )
 
     # ------------------------------------------------------------------ training
-    def fit(self, train, progress=None, threads: int | None = None, **options: Any) -> "LSSH":
-        """Learn B, R, A (and the PCA of the images) from the training pairs.
-
-        ``progress``: optional callable ``progress(iteration, iterations, objective)``.
-        """
-        if options:
-            raise CmhashError(f"lssh.fit: unknown option(s) {', '.join(sorted(options))}")
-        from cmhash.threads import limit_threads
-
-        feats = training_pairs(train, self.name)
-        with limit_threads(threads):
-            self._fit(feats, progress)
-        return self
-
-    def _fit(self, feats, progress) -> None:
+    def fit_features(self, feats: dict[str, np.ndarray], labels=None, progress=None) -> None:
+        """The alternating updates; ``progress(iteration, iterations, objective)`` is optional."""
         from sklearn.decomposition import PCA
 
         h, K = self.hparams, self.bits
+        feats = {m: np.asarray(f, dtype=np.float64) for m, f in feats.items()}
         n = feats["image"].shape[0]
         self.fit_info = {"pairs": n}
         rng = np.random.default_rng(h["seed"])
@@ -250,11 +239,11 @@ class LSSH(HashMethod):
                 f"{feats['image'].shape[1]} image dimensions"
             )
         pca = PCA(n_components=K, svd_solver="full").fit(feats["image"])
-        self.params = {"pca_mean": pca.mean_.astype(np.float64), "pca_components": pca.components_.astype(np.float64)}
+        self.arrays.update(pca_mean=pca.mean_.astype(np.float64), pca_components=pca.components_.astype(np.float64))
         X = self._image_input(feats["image"]).T  # K x n
         T = _l2_rows(feats["text"]).T  # d_t x n
         m, lam, ratio = h["atoms"], h["lam"], h["lam"] / h["mu"]
-        P = self.params
+        P = self.arrays
         P["B"] = _unit_columns(rng.standard_normal((K, m)))
         P["R"] = _unit_columns(rng.standard_normal((K, m)))
         P["A"] = _unit_columns(rng.standard_normal((T.shape[0], K)))
@@ -281,21 +270,17 @@ class LSSH(HashMethod):
             P["threshold_text"] = (self._text_map() @ (P["A"].T @ T)).mean(axis=1)
 
     # ------------------------------------------------------------------ coding
-    def _check_fitted(self) -> None:
-        if self.params.get("A") is None:
-            raise CmhashError("lssh: the method is not fitted; call fit() or load a checkpoint first")
-
     def _inputs(self, inputs, modality: str) -> np.ndarray:
         self.check_modality(modality)
         self._check_fitted()
-        F = features(inputs, modality, self.name)
+        F = self.features(inputs, modality)
         d = self.params["pca_mean"].shape[0] if modality == "image" else self.params["A"].shape[0]
         if F.shape[1] != d:
             raise DataError(
                 f"lssh: {modality} features have {F.shape[1]} dimensions but the model was trained on {d}; "
                 "use features from the same encoder"
             )
-        check_finite(F, modality, self.name, what="input row")
+        self.check_finite(F, modality, "input")
         return np.asarray(F, dtype=np.float64)
 
     def project(self, inputs, modality: str) -> np.ndarray:
@@ -323,31 +308,15 @@ class LSSH(HashMethod):
         return sign(Y.T - P["threshold_text"])
 
     # ------------------------------------------------------------------ state
-    def state(self) -> dict[str, Any]:
-        self._check_fitted()
-        return {"method": self.name, "bits": self.bits, "hparams": dict(self.hparams), "params": dict(self.params), "history": list(self.history)}
-
-    @classmethod
-    def from_state(cls, state: dict[str, Any]) -> "LSSH":
-        if state.get("method", cls.name) != cls.name:
-            raise CmhashError(f"lssh: this state belongs to method '{state.get('method')}'")
-        try:
-            obj = cls(int(state["bits"]), **dict(state.get("hparams", {})))
-            params = {k: np.asarray(v, dtype=np.float64) for k, v in dict(state["params"]).items()}
-            for key in ("pca_mean", "pca_components", "B", "R", "A", "threshold_image", "threshold_text"):
-                params[key]
-        except KeyError as exc:
-            raise CmhashError(f"lssh: saved state lacks '{exc.args[0]}'; it is not an LSSH checkpoint") from None
-        K, m = obj.bits, obj.hparams["atoms"]
+    def check_state(self) -> None:
+        """Shapes of the loaded arrays against ``bits`` and ``atoms``."""
+        K, m, P = self.bits, self.hparams["atoms"], self.arrays
         expect = {"B": (K, m), "R": (K, m), "threshold_image": (K,), "threshold_text": (K,)}
         for key, shape in expect.items():
-            if params[key].shape != shape:
-                raise CmhashError(f"lssh: saved {key} has shape {params[key].shape}, expected {shape}")
-        if params["A"].shape[1] != K or params["pca_components"].shape != (K, params["pca_mean"].shape[0]):
+            if P[key].shape != shape:
+                raise CmhashError(f"lssh: saved {key} has shape {P[key].shape}, expected {shape}")
+        if P["A"].ndim != 2 or P["A"].shape[1] != K or P["pca_components"].shape != (K, P["pca_mean"].shape[0]):
             raise CmhashError("lssh: saved A / PCA shapes do not match the code length")
-        obj.params = params
-        obj.history = list(state.get("history", []))
-        return obj
 
 
-__all__ = ["LSSH", "learn_basis", "lasso_codes", "MODALITIES"]
+__all__ = ["LSSH", "learn_basis", "lasso_codes"]

@@ -33,8 +33,7 @@ import numpy as np
 
 from cmhash.errors import CmhashError, DataError
 from cmhash.methods import METHODS
-from cmhash.methods.cvh import paired_projections
-from cmhash.methods.linear import LinearHashMethod, check_hparams, regularised_cov
+from cmhash.methods.linear import LinearShallowMethod, paired_projections, regularised_cov
 
 VARIANTS = ("seq", "orth")
 
@@ -78,7 +77,7 @@ def _top_pair(K: np.ndarray, v0: np.ndarray):
 
 
 @METHODS.register("scm")
-class SCM(LinearHashMethod):
+class SCM(LinearShallowMethod):
     """Semantic Correlation Maximization; see the module docstring.
 
     Hyper-parameters: ``variant`` ("seq" or "orth"), ``reg`` relative ridge on both covariances,
@@ -86,25 +85,20 @@ class SCM(LinearHashMethod):
     """
 
     name = "scm"
-    supervised = True
-    KNOWN = ("variant", "reg", "center")
+    uses_labels = True
+    DEFAULTS = {"variant": "seq", "reg": 1e-4, "center": True}
 
-    def __init__(self, bits: int, variant: str = "seq", reg: float = 1e-4, center: bool = True, **extra: Any):
-        check_hparams("scm", extra, self.KNOWN)
-        reg = float(reg)
-        if variant not in VARIANTS:
-            raise CmhashError(f"scm: variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
-        if not reg > 0:
-            raise CmhashError(f"scm: reg must be positive, got {reg}")
-        super().__init__(bits, variant=str(variant), reg=float(reg), center=bool(center))
+    def check_hparams(self, h: dict[str, Any]) -> None:
+        if h["variant"] not in VARIANTS:
+            raise CmhashError(f"scm: variant must be one of {', '.join(VARIANTS)}, got {h['variant']!r}")
+        self.positive(h, "reg")
+        h.update(variant=str(h["variant"]), reg=float(h["reg"]), center=bool(h["center"]))
 
-    def _fit(self, feats: dict[str, np.ndarray], train) -> None:
+    def fit_features(self, feats: dict[str, np.ndarray], labels=None, progress=None) -> None:
         h = self.hparams
         n = feats["image"].shape[0]
-        Lh = normalised_labels(getattr(train, "labels", None), n)
-        for m, f in feats.items():
-            self.means[m] = f.mean(axis=0) if h["center"] else np.zeros(f.shape[1])
-        X, Y = feats["image"] - self.means["image"], feats["text"] - self.means["text"]
+        Lh = normalised_labels(labels, n)
+        X, Y = self.centred(feats["image"], "image"), self.centred(feats["text"], "text")
         Cxx, Cyy = regularised_cov(X, h["reg"], True), regularised_cov(Y, h["reg"], True)
         C = semantic_cross(X, Y, Lh) / n
         if h["variant"] == "orth":
@@ -114,11 +108,12 @@ class SCM(LinearHashMethod):
             values = np.sqrt(np.maximum(lam, 0.0))
         else:
             A, B, values = self._sequential(X, Y, Cxx, Cyy, self.bits * C)
-        self.projections = {"image": A, "text": B}
-        self.thresholds = {m: np.zeros(self.bits) for m in ("image", "text")}
-        #: per bit: the correlation a' C_t b reached (seq) or the singular value sqrt(lam) (orth)
-        self.values = values
-        self.extra_state = {"values": values}
+        self.arrays.update(P_image=A, P_text=B, threshold_image=np.zeros(self.bits), threshold_text=np.zeros(self.bits), values=values)
+
+    @property
+    def values(self) -> np.ndarray:
+        """Per bit: the correlation ``a' C_t b`` reached (seq) or the singular value (orth)."""
+        return self.arrays["values"]
 
     def _sequential(self, X, Y, Cxx, Cyy, C):
         from scipy.linalg import cho_factor, solve_triangular
