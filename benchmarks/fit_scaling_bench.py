@@ -56,8 +56,8 @@ def _one(method: str, n: int, bits: int, image_dim: int, text_dim: int, queue) -
 
         ds = load_dataset("synthetic", n=n, image_dim=image_dim, vocab_size=text_dim, seed=0)
         try:
-            hp = load_preset(method)
-        except Exception:  # a method without presets uses its constructor defaults
+            hp = dict(load_preset(method).hparams)
+        except Exception:  # a method without presets uses its DEFAULTS
             hp = {}
         cls = METHODS.get(method)
         deep = bool(getattr(cls, "deep", False))
