@@ -29,7 +29,8 @@ def test_learn_basis_matches_a_constrained_reference_solver():
     X, S = 3 * rng.standard_normal((3, 25)), rng.standard_normal((4, 25))
     S[2] = 0  # an unused atom keeps its previous column
     prev = rng.standard_normal((3, 4))
-    B = learn_basis(X, S, prev)
+    B, theta = learn_basis(X, S, prev)
+    assert np.all(theta >= 0) and theta[2] == 0
     np.testing.assert_array_equal(B[:, 2], prev[:, 2])
     assert np.all(np.linalg.norm(B, axis=0)[[0, 1, 3]] <= 1 + 1e-9)
     used = [0, 1, 3]
@@ -41,8 +42,12 @@ def test_learn_basis_matches_a_constrained_reference_solver():
     ref = minimize(f, np.zeros(9), constraints=cons, method="SLSQP", options={"ftol": 1e-12, "maxiter": 500})
     assert f(B[:, used].ravel()) <= ref.fun + 1e-6
     assert f(B[:, used].ravel()) == pytest.approx(ref.fun, rel=1e-5)
+    # a warm start from the optimal multipliers gives the same basis
+    again, _ = learn_basis(X, S, prev, theta)
+    np.testing.assert_allclose(again, B, atol=1e-6)
     # an inactive constraint gives plain least squares
-    small = learn_basis(0.01 * X, S, prev)
+    small, theta_small = learn_basis(0.01 * X, S, prev)
+    np.testing.assert_allclose(theta_small, 0, atol=1e-9)  # no constraint binds
     ls = np.linalg.lstsq(S[used].T, 0.01 * X.T, rcond=None)[0].T
     np.testing.assert_allclose(small[:, used], ls, atol=1e-6)
 

@@ -65,25 +65,33 @@ def _l2_rows(M: np.ndarray) -> np.ndarray:
     return np.divide(M, norms, out=np.zeros_like(M), where=norms > 0)
 
 
-def learn_basis(X: np.ndarray, S: np.ndarray, previous: np.ndarray) -> np.ndarray:
+def learn_basis(X: np.ndarray, S: np.ndarray, previous: np.ndarray, theta0: np.ndarray | None = None):
     """argmin_B ||X - B S||^2 s.t. ||b_j|| <= 1, by the Lagrange dual over theta >= 0 (L-BFGS-B).
 
-    X (p x n), S (m x n). Atoms no sample uses (zero rows of S) keep their previous column.
+    X (p x n), S (m x n). Returns (B, theta); ``theta0`` (the previous call's multipliers) warm-starts
+    the dual, which cuts the solver's iterations several-fold between outer sweeps. Atoms no sample
+    uses (zero rows of S) keep their previous column.
     """
+    from scipy.linalg import LinAlgError, cho_factor, cho_solve, solve
     from scipy.optimize import minimize
 
+    m = S.shape[0]
+    theta_full = np.zeros(m) if theta0 is None else np.asarray(theta0, dtype=np.float64).copy()
     used = np.flatnonzero(np.any(S != 0, axis=1))
     B = previous.copy()
     if used.size == 0:
-        return B
+        return B, theta_full
     Su = S[used]
     SSt = Su @ Su.T
     XSt = X @ Su.T  # p x m'
     jitter = 1e-12 * max(float(np.trace(SSt)) / len(used), 1e-300)
 
     def basis(theta):
-        Mmat = SSt + np.diag(theta + jitter)
-        return np.linalg.solve(Mmat, XSt.T).T  # XSt (SSt + Theta)^-1 (SSt symmetric)
+        Mmat = SSt + np.diag(theta + jitter)  # symmetric positive definite for theta >= 0
+        try:
+            return cho_solve(cho_factor(Mmat, check_finite=False), XSt.T, check_finite=False).T
+        except LinAlgError:  # numerically semi-definite: fall back to a general solve
+            return solve(Mmat, XSt.T, check_finite=False).T
 
     def neg_dual(theta):
         Bt = basis(theta)
@@ -92,14 +100,15 @@ def learn_basis(X: np.ndarray, S: np.ndarray, previous: np.ndarray) -> np.ndarra
         grad = np.sum(Bt * Bt, axis=0) - 1.0
         return -val, -grad
 
-    res = minimize(neg_dual, np.zeros(len(used)), jac=True, method="L-BFGS-B", bounds=[(0.0, None)] * len(used),
-                   options={"maxiter": 500, "ftol": 1e-12, "gtol": 1e-9})
+    res = minimize(neg_dual, theta_full[used], jac=True, method="L-BFGS-B", bounds=[(0.0, None)] * len(used),
+                   options={"maxiter": 500, "ftol": 1e-10, "gtol": 1e-8})
     Bu = basis(res.x)
     # guard against tiny violations left by the solver's tolerance
     norms = np.linalg.norm(Bu, axis=0)
     Bu = Bu / np.maximum(norms, 1.0)
     B[:, used] = Bu
-    return B
+    theta_full[used] = res.x
+    return B, theta_full
 
 
 def lasso_codes(D: np.ndarray, Z: np.ndarray, rho: float, relative: bool, tol: float, init: np.ndarray | None = None):
@@ -250,13 +259,14 @@ class LSSH(ShallowHashMethod):
         S, rhos = self._lasso(P["B"], X)
         sl = np.sqrt(lam)
         self.history = []
+        theta: dict[str, np.ndarray | None] = {"A": None, "B": None, "R": None}  # dual warm starts
         for it in range(1, h["iterations"] + 1):
             A = P["A"]
             Y = np.linalg.solve(A.T @ A + ratio * np.eye(K), ratio * (P["R"] @ S) + A.T @ T)
-            P["A"] = learn_basis(T, Y, A)
+            P["A"], theta["A"] = learn_basis(T, Y, A, theta["A"])
             S, rhos = self._lasso(np.vstack([P["B"], sl * P["R"]]), np.vstack([X, sl * Y]), init=S)
-            P["B"] = learn_basis(X, S, P["B"])
-            P["R"] = learn_basis(Y, S, P["R"])
+            P["B"], theta["B"] = learn_basis(X, S, P["B"], theta["B"])
+            P["R"], theta["R"] = learn_basis(Y, S, P["R"], theta["R"])
             self.history.append(self.objective(X, T, S, Y, rhos))
             if progress is not None:
                 progress(it, h["iterations"], self.history[-1])
