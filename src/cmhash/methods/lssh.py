@@ -171,6 +171,8 @@ class LSSH(ShallowHashMethod):
         "bmc_compat": False,
     }
     STATE_ARRAYS = ("pca_mean", "pca_components", "B", "R", "A", "threshold_image", "threshold_text")
+    #: the contract test's tiny fits: a small dictionary (512 atoms on 96 items is most of a minute)
+    TEST_HPARAMS = {"atoms": 32}
 
     def __init__(self, bits: int, **hparams: Any):
         super().__init__(bits, **hparams)
