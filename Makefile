@@ -39,6 +39,7 @@ bench-full: $(STAMP)
 	$(PY) benchmarks/features_bench.py
 	$(PY) benchmarks/search_bench.py --overhead
 	$(PY) benchmarks/data_load_bench.py --nuswide-rows 186577
+	$(PY) benchmarks/fit_scaling_bench.py --sizes 500,1000,2000,4000,8000 --budget 120
 
 clean-venv:
 	rm -rf $(VENV)

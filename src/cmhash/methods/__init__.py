@@ -15,7 +15,7 @@ import pkgutil
 from cmhash.registry import Registry
 
 #: Modules of this package that hold shared math, not a method (add a new shared module here).
-SHARED_MODULES = ("base", "deep", "shallow", "similarity", "losses", "dsdw_fit", "udcmh_solver")
+SHARED_MODULES = ("base", "deep", "shallow", "similarity", "losses", "linear", "dsdw_fit", "udcmh_solver")
 
 
 def _method_modules() -> list[str]:
