@@ -14,6 +14,8 @@ METHODS: Registry = Registry(
     modules=[
         "cmhash.methods.cmfh",
         "cmhash.methods.djsrh",
+        "cmhash.methods.dgcpn",
+        "cmhash.methods.ucch",
     ],
 )
 

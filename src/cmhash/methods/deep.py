@@ -106,6 +106,22 @@ class DeepHashMethod(HashMethod):
         """Called before epoch ``epoch`` (counted from 1); returns values to log."""
         return {}
 
+    def on_train_start(self, image, text) -> None:
+        """Called once before the first epoch with the whole training set (feature mode: tensors on
+        the device, rows indexed by ``Batch.index``; backbone mode: ``image`` is None).
+
+        Methods with a target over the whole training set (DGCPN's global similarity) or a
+        per-sample memory (UCCH's binary memory bank) build it here.
+        """
+
+    def before_step(self) -> None:
+        """Called after ``loss.backward()`` and before the optimiser steps (UCCH: gradient clipping)."""
+
+    def after_step(self, batch: Batch, optimizers: dict[str, Any]) -> dict[str, Any]:
+        """Extra updates after the joint step (DGCPN: each net against the other's binary codes);
+        returns detached scalars to log."""
+        return {}
+
     # ---------------------------------------------------------------- shared
     @property
     def built(self) -> bool:

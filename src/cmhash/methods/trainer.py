@@ -330,6 +330,7 @@ class Trainer:
         log = EpochLog(self.run_dir if dist.is_main else None, cfg.tensorboard)
         source = make_source(self.train, self.spec, int(cfg.seed), device, cfg.num_workers)
         n = len(source)
+        method.on_train_start(getattr(source, "image", None) if self.spec.image_mode == "features" else None, getattr(source, "text", None))
         try:
             for epoch in range(self.start_epoch, int(cfg.epochs) + 1):
                 row = self._run_epoch(epoch, source, n)
@@ -420,8 +421,12 @@ class Trainer:
             for opt in opts:
                 opt.zero_grad(set_to_none=True)
             loss.backward()
+            method.before_step()
             for opt in opts:
                 opt.step()
+            after = method.after_step(batch, self.optimizers)
+            if after:
+                terms = {**terms, **after}
             loss_sum += loss.detach()
             for k, v in terms.items():
                 term_sums[k] = term_sums[k] + v if k in term_sums else v.double()
