@@ -16,6 +16,7 @@ METHODS: Registry = Registry(
         "cmhash.methods.djsrh",
         "cmhash.methods.dgcpn",
         "cmhash.methods.ucch",
+        "cmhash.methods.kdh",
     ],
 )
 
