@@ -68,7 +68,7 @@ def test_bad_options_are_refused_by_name():
 
 def test_every_ablation_variant_removes_one_ingredient():
     names = available_variants("kdh")
-    assert {"kdh-noteacher", "kdh-teacheronly", "kdh-global", "kdh-noeta"} <= set(names)
+    assert {"kdh-noteacher", "kdh-teacheronly", "kdh-global", "kdh-eta"} <= set(names)
     base, _, _ = resolve_settings("kdh", "mirflickr")
     for name in names:
         hp, _, _ = resolve_settings("kdh", "mirflickr", name)
