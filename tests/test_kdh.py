@@ -9,7 +9,7 @@ import torch
 from cmhash import metrics
 from cmhash.errors import CmhashError
 from cmhash.methods import create_method
-from cmhash.methods.experiment import available_variants, resolve_settings
+from cmhash.experiments.settings import available_variants, resolve_settings
 from cmhash.methods.kdh import cmfh_teacher_codes, global_target
 from test_trainer import tiny
 

@@ -10,8 +10,8 @@ import torch
 
 from cmhash import metrics
 from cmhash.methods import create_method
-from cmhash.methods.checkpoint import read_payload
-from cmhash.methods.trainer import Trainer
+from cmhash.training.checkpoint import read_payload
+from cmhash.training.trainer import Trainer
 from cmhash.methods.ucch import BinaryMemory, in_batch_weight, memory_logits, ranking_loss
 from test_trainer import _cfg, tiny
 

@@ -3,8 +3,9 @@
 Unsupervised, in the DJSRH lineage (methods-spec section 8; official code Atmegal/DGCPN,
 ``train_div.py`` ``cal_similarity``, ``loss_cal``, ``train``), on frozen image features:
 
-* **Global similarity over the whole training set** (:func:`dgcpn_similarity`), built once before
-  training from the frozen image features and the text features:
+* **Global similarity over the whole training set** (:func:`dgcpn_similarity`), built at the first
+  epoch (``on_epoch_start`` sees the whole training set) from the frozen image features and the
+  text features:
   ``S_pair = a1 cos_T + (1 - a1) cos_I``; in each row the ``knn_drop`` smallest entries and the
   self entry are zeroed and the row is normalised to sum 1 (``P``);
   ``S = 2 ((1 - a2) S_pair + a2 scale P P^T) - 1``. A batch reads its block ``S[idx][:, idx]``.
@@ -29,8 +30,8 @@ import torch.nn.functional as F
 
 from cmhash.errors import CmhashError
 from cmhash.methods import METHODS
-from cmhash.methods.deep import Batch, DeepHashMethod, InputSpec
-from cmhash.methods.networks import MLPHashNet
+from cmhash.methods.deep import Batch, DeepHashMethod, InputSpec, TrainingSet
+from cmhash.nets.heads import MLPHashNet
 
 #: Largest training set whose n x n similarity is built (float32: 1.6 GB at 20,000 pairs).
 MAX_GLOBAL_PAIRS = 20_000
@@ -154,21 +155,24 @@ class DGCPN(DeepHashMethod):
             }
         )
 
-    def on_train_start(self, image, text) -> None:
-        if image is None:
-            raise CmhashError("dgcpn needs the frozen image features of the whole training set (feature mode)")
-        n = int(image.shape[0])
-        if n > MAX_GLOBAL_PAIRS:
-            raise CmhashError(
-                f"dgcpn: the global similarity of {n} training pairs needs {n * n * 4 / 2**30:.1f} GiB; "
-                f"use at most {MAX_GLOBAL_PAIRS} training pairs (split option num_train)"
-            )
-        h = self.hparams
-        self.similarity = dgcpn_similarity(image, text, float(h["a1"]), float(h["a2"]), int(h["knn_drop"]), float(h["scale"]))
+    def on_epoch_start(self, epoch: int, train: TrainingSet | None = None) -> dict[str, float]:
+        """Builds the global similarity once (first epoch, or the first epoch of a resumed run)."""
+        if self.similarity is None:
+            if train is None or train.image is None:
+                raise CmhashError("dgcpn needs the frozen image features of the whole training set (feature mode)")
+            n = len(train)
+            if n > MAX_GLOBAL_PAIRS:
+                raise CmhashError(
+                    f"dgcpn: the global similarity of {n} training pairs needs {n * n * 4 / 2**30:.1f} GiB; "
+                    f"use at most {MAX_GLOBAL_PAIRS} training pairs (split option num_train)"
+                )
+            h = self.hparams
+            self.similarity = dgcpn_similarity(train.image, train.text, float(h["a1"]), float(h["a2"]), int(h["knn_drop"]), float(h["scale"]))
+        return {}
 
     def _block(self, batch: Batch) -> torch.Tensor:
         if self.similarity is None:
-            raise CmhashError("dgcpn: the global similarity is missing (the trainer calls on_train_start before training)")
+            raise CmhashError("dgcpn: the global similarity is missing (built by on_epoch_start)")
         idx = batch.index.to(self.similarity.device)
         return self.similarity.index_select(0, idx).index_select(1, idx)
 

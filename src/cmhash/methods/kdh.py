@@ -31,10 +31,10 @@ import torch.nn.functional as F
 
 from cmhash.errors import CmhashError
 from cmhash.methods import METHODS
-from cmhash.methods.deep import Batch
+from cmhash.methods.deep import Batch, TrainingSet
 from cmhash.methods.djsrh import DJSRH
 from cmhash.methods.losses import reconstruction_loss
-from cmhash.methods.networks import relaxed_codes
+from cmhash.nets.heads import relaxed_codes
 from cmhash.methods.similarity import cosine_similarity_matrix, joint_semantics
 
 #: Largest training set whose n x n global target is built (float32: 1.6 GB at 20,000 pairs).
@@ -104,24 +104,40 @@ class KDH(DJSRH):
         self.global_s: torch.Tensor | None = None
 
     def make_optimizers(self) -> dict[str, Any]:
-        if self.hparams["optimizer"] == "sgd":
-            return super().make_optimizers()
-        wd = float(self.hparams["weight_decay"])
-        return {name: torch.optim.Adam(params, lr=lr, weight_decay=wd) for name, (params, lr) in self.param_groups().items() if params}
+        """SGD as DJSRH (momentum, weight decay), or Adam (weight decay only)."""
+        from cmhash.training.optim import build_optimizer
 
-    def on_train_start(self, image, text) -> None:
         h = self.hparams
-        n = int(text.shape[0])
-        if image is None:
-            raise CmhashError("kdh needs the frozen image features of the training set (feature mode)")
-        if h["target_scope"] == "global":
+        kind = str(h["optimizer"])
+        opts = {"weight_decay": float(h["weight_decay"])}
+        if kind == "sgd":
+            opts["momentum"] = float(h["momentum"])
+        return {
+            name: build_optimizer(kind, g["params"], g["lr"], fused=h.get("fused_optimizer", "auto"), where=f"kdh: optimiser '{name}'", **opts)
+            for name, g in self.param_groups().items()
+            if g["params"]
+        }
+
+    def on_epoch_start(self, epoch: int, train: TrainingSet | None = None) -> dict[str, float]:
+        """DJSRH's alpha; at the first epoch (of a run or a resumed run) the global target and the teacher."""
+        out = super().on_epoch_start(epoch, train)
+        h = self.hparams
+        need_s = h["target_scope"] == "global" and self.global_s is None
+        need_teacher = float(h["distill"]) > 0 and self.teacher is None
+        if not (need_s or need_teacher):
+            return out
+        if train is None or train.image is None:
+            raise CmhashError("kdh needs the frozen image features of the whole training set (feature mode)")
+        image, text = train.image, train.text
+        n = len(train)
+        if need_s:
             if n > MAX_GLOBAL_PAIRS:
                 raise CmhashError(
                     f"kdh: a global target over {n} training pairs needs {n * n * 4 / 2**30:.1f} GiB; "
                     f"use target_scope=batch or at most {MAX_GLOBAL_PAIRS} training pairs"
                 )
             self.global_s = global_target(image, text, float(h["beta"]), float(h["eta"]), float(h["mu"]), bool(h["rescale_similarity"]))
-        if float(h["distill"]) > 0:
+        if need_teacher:
             codes = cmfh_teacher_codes(
                 image.detach().cpu().numpy(),
                 text.detach().cpu().numpy(),
@@ -132,13 +148,14 @@ class KDH(DJSRH):
                 seed=int(h["teacher_seed"]),
             )
             self.teacher = torch.from_numpy(codes).to(text.device)
+        return out
 
     @torch.no_grad()
     def target(self, batch: Batch) -> torch.Tensor:
         if self.hparams["target_scope"] == "batch":
             return super().target(batch)
         if self.global_s is None:
-            raise CmhashError("kdh: the global target is missing (the trainer calls on_train_start before training)")
+            raise CmhashError("kdh: the global target is missing (built by on_epoch_start)")
         idx = batch.index.to(self.global_s.device)
         return self.global_s.index_select(0, idx).index_select(1, idx)
 
@@ -152,7 +169,7 @@ class KDH(DJSRH):
         weight = float(h["distill"])
         if weight > 0:
             if self.teacher is None:
-                raise CmhashError("kdh: the teacher codes are missing (the trainer calls on_train_start before training)")
+                raise CmhashError("kdh: the teacher codes are missing (built by on_epoch_start)")
             b = self.teacher.index_select(0, batch.index.to(self.teacher.device))
             kd = F.mse_loss(r_image, b) + F.mse_loss(r_text, b)
             loss = loss + weight * kd

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from cmhash.errors import CmhashError
 from cmhash.methods import METHODS
-from cmhash.methods.deep import Batch, DeepHashMethod, InputSpec
+from cmhash.methods.deep import Batch, DeepHashMethod, InputSpec, TrainingSet
 
 
 class UCCHNet(nn.Module):
@@ -146,6 +146,7 @@ class UCCH(DeepHashMethod):
         "shift": 0.1,
         "clip_grad_norm": 1.0,
         # optimisation: one Adam over both nets
+        "optimizer": "adam",
         "lr": 1e-4,
         "weight_decay": 1e-6,
         "batch_size": 256,
@@ -181,24 +182,18 @@ class UCCH(DeepHashMethod):
             }
         )
 
-    def param_groups(self) -> dict[str, tuple[list, float]]:
+    def param_groups(self) -> dict[str, dict[str, Any]]:
+        """One Adam over both nets (official UCCH.py), not one optimiser per net; the memory has no parameters."""
         params = list(self.nets["image"].parameters()) + list(self.nets["text"].parameters())
-        return {"joint": (params, float(self.hparams["lr"]))}
+        return {"joint": {"params": params, "lr": float(self.hparams["lr"]), "optimizer": str(self.hparams["optimizer"])}}
 
-    def make_optimizers(self) -> dict[str, Any]:
-        """One Adam over both nets (official UCCH.py), not DJSRH's two SGDs."""
-        (params, lr), = self.param_groups().values()
-        return {"joint": torch.optim.Adam(params, lr=lr, weight_decay=float(self.hparams["weight_decay"]))}
-
-    def on_train_start(self, image, text) -> None:
-        memory: BinaryMemory = self.nets["memory"]
-        n = int(text.shape[0])
-        if memory.memory.shape[0] != n:  # a resumed run keeps its memory
-            memory.reset(n)
-            memory.to(text.device)
-
-    def on_epoch_start(self, epoch: int) -> dict[str, float]:
+    def on_epoch_start(self, epoch: int, train: TrainingSet | None = None) -> dict[str, float]:
+        """Sizes the memory to the training set at the first epoch (a resumed run keeps its memory)."""
         self.epoch = int(epoch)
+        memory: BinaryMemory = self.nets["memory"]
+        if train is not None and memory.memory.shape[0] != len(train):
+            memory.reset(len(train))
+            memory.to(self.device)
         return {"warmup": float(self.epoch <= int(self.hparams["warmup_epochs"]))}
 
     def before_step(self) -> None:
