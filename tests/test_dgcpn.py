@@ -92,3 +92,10 @@ def test_cli_trains_dgcpn_with_its_preset(tmp_path):
     assert cli(args) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["method"] == "dgcpn" and m["hparams"]["a2"] == 0.3 and 0 < m["i2t"]["map@50"] <= 1
+
+
+def test_a_preset_made_for_more_pairs_still_trains_on_a_small_set():
+    ds = tiny(64)
+    m = create_method("dgcpn", 8, hidden=16, knn_drop=3000, epochs=1)  # the MIRFlickr constant on 64 pairs
+    m.fit(ds, progress=False, seed=0)
+    assert m.history[0]["knn_drop"] == 62.0

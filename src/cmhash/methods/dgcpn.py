@@ -167,7 +167,9 @@ class DGCPN(DeepHashMethod):
                     f"use at most {MAX_GLOBAL_PAIRS} training pairs (split option num_train)"
                 )
             h = self.hparams
-            self.similarity = dgcpn_similarity(train.image, train.text, float(h["a1"]), float(h["a2"]), int(h["knn_drop"]), float(h["scale"]))
+            knn_drop = min(int(h["knn_drop"]), n - 2)  # a preset made for more pairs keeps at least one neighbour
+            self.similarity = dgcpn_similarity(train.image, train.text, float(h["a1"]), float(h["a2"]), knn_drop, float(h["scale"]))
+            return {"knn_drop": float(knn_drop)}
         return {}
 
     def _block(self, batch: Batch) -> torch.Tensor:
