@@ -55,28 +55,26 @@ def main() -> None:
             seeds = ",".join(str(c["seed"]) for c in cells)
             spe = [c.get("seconds_per_epoch") for c in cells if c.get("seconds_per_epoch")]
             row = [fmt([c[t][k] for c in cells]) for k in ("map@50", "map@all") for t in ("i2t", "t2i")]
-            row = [row[0], row[2], row[1], row[3]]
             print(f"| {name} | {b} | {seeds} | {' | '.join(row)} | {np.median(spe):.2f} |" if spe else f"| {name} | {b} | {seeds} | {' | '.join(row)} | - |")
     base = runs[args.baseline]
-    print(f"\nPaired by seed (same split) against {args.baseline}, mAP@50: mean difference ± std (seeds won / seeds)\n")
-    print("| method | bits | Δ I→T | Δ T→I | both directions won on the mean |")
-    print("|---|---|---|---|---|")
-    for name, r in runs.items():
-        if name == args.baseline:
-            continue
-        for b in bits_all:
-            keys = [k for k in sorted(r) if k[0] == b and k in base]
-            if not keys:
+    for metric in ("map@50", "map@all"):
+        print(f"\nPaired by seed (same split) against {args.baseline}, {metric}: mean difference ± std (seeds won / seeds)\n")
+        print("| method | bits | Δ I→T | Δ T→I | both directions won on the mean |")
+        print("|---|---|---|---|---|")
+        for name, r in runs.items():
+            if name == args.baseline:
                 continue
-            cells = []
-            means = []
-            for t in ("i2t", "t2i"):
-                d = np.array([r[k][t]["map@50"] - base[k][t]["map@50"] for k in keys])
-                means.append(d.mean())
-                sd = f" ± {d.std(ddof=1):.3f}" if len(d) > 1 else ""
-                cells.append(f"{d.mean():+.3f}{sd} ({int((d > 0).sum())}/{len(d)})")
-            print(f"| {name} | {b} | {cells[0]} | {cells[1]} | {'yes' if min(means) > 0 else 'no'} |")
-
+            for b in bits_all:
+                keys = [k for k in sorted(r) if k[0] == b and k in base]
+                if not keys:
+                    continue
+                cells, means = [], []
+                for t in ("i2t", "t2i"):
+                    d = np.array([r[k][t][metric] - base[k][t][metric] for k in keys])
+                    means.append(d.mean())
+                    sd = f" ± {d.std(ddof=1):.3f}" if len(d) > 1 else ""
+                    cells.append(f"{d.mean():+.3f}{sd} ({int((d > 0).sum())}/{len(d)})")
+                print(f"| {name} | {b} | {cells[0]} | {cells[1]} | {'yes' if min(means) > 0 else 'no'} |")
 
 if __name__ == "__main__":
     main()
