@@ -107,6 +107,8 @@ def _binary(h: torch.Tensor) -> torch.Tensor:
 @METHODS.register("dgcpn")
 class DGCPN(DeepHashMethod):
     name: ClassVar[str] = "dgcpn"
+    #: shrinks the contract test (tests/test_method_contract.py) on tiny data
+    TEST_HPARAMS: ClassVar[dict[str, Any]] = {"hidden": 64}
     DEFAULTS: ClassVar[dict[str, Any]] = {
         # global similarity (official cal_similarity)
         "a1": 0.01,  # weight of the text cosine

@@ -65,6 +65,8 @@ def global_target(image: torch.Tensor, text: torch.Tensor, beta: float, eta: flo
 @METHODS.register("kdh")
 class KDH(DJSRH):
     name: ClassVar[str] = "kdh"
+    #: shrinks the contract test (tests/test_method_contract.py) on tiny data
+    TEST_HPARAMS: ClassVar[dict[str, Any]] = {"hidden": 64, "teacher_iterations": 2}
     DEFAULTS: ClassVar[dict[str, Any]] = {
         **DJSRH.DEFAULTS,
         "distill": 1.0,

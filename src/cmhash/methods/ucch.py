@@ -135,6 +135,8 @@ def ranking_loss(b_image: torch.Tensor, b_text: torch.Tensor, margin: float = 0.
 @METHODS.register("ucch")
 class UCCH(DeepHashMethod):
     name: ClassVar[str] = "ucch"
+    #: shrinks the contract test (tests/test_method_contract.py) on tiny data
+    TEST_HPARAMS: ClassVar[dict[str, Any]] = {"hidden": 64, "negatives": 64}
     DEFAULTS: ClassVar[dict[str, Any]] = {
         # contrastive hashing (NCEAverage) and ranking loss (ContrastiveLoss); README MIRFlickr command
         "negatives": 4096,  # K
