@@ -73,9 +73,22 @@ def load() -> str:
     return "load %.2f" % os.getloadavg()[0]
 
 
-def time_epochs(ds, name: str, bits: int, epochs: int, **hp) -> tuple[float, float]:
-    method = create_method("djsrh", bits, **PRESETS[name], epochs=epochs, **hp)
-    cfg = TrainConfig(epochs=epochs, seed=0, progress=False, tensorboard=False, device="cpu")
+def method_settings(method: str, name: str) -> dict:
+    """DJSRH: the paper's settings above; other methods: their cmhash preset for the dataset."""
+    if method == "djsrh":
+        return dict(PRESETS[name])
+    from cmhash.experiments.settings import resolve_settings
+
+    hp, _, _ = resolve_settings(method, name)
+    hp.pop("epochs", None)
+    return hp
+
+
+def time_epochs(ds, name: str, bits: int, epochs: int, method_name: str = "djsrh", **hp) -> tuple[float, float]:
+    settings = method_settings(method_name, name)
+    settings.update(hp)
+    method = create_method(method_name, bits, **settings, epochs=epochs)
+    cfg = TrainConfig(epochs=epochs, batch_size=int(method.hparams["batch_size"]), seed=0, progress=False, tensorboard=False, device="cpu")
     hist = Trainer(method, ds, cfg, spec=method.input_spec_for(ds)).fit()
     secs = [r["seconds"] for r in hist[1:]] or [hist[0]["seconds"]]  # first epoch warms up
     sps = [r["steps_per_second"] for r in hist[1:]] or [hist[0]["steps_per_second"]]
@@ -152,7 +165,12 @@ def main() -> None:
     ap.add_argument("--real", action="store_true", help="use the real files under --data")
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     ap.add_argument("--mir-features", help=".npz of MIRFlickr image features (with --real)")
+    ap.add_argument("--methods", help="comma-separated methods (e.g. djsrh,dgcpn,ucch,kdh): only seconds per epoch of each, with its preset")
+    ap.add_argument("--set", action="append", default=[], metavar="METHOD:KEY=VALUE", help="override a method's setting (e.g. ucch:hidden=1024)")
     args = ap.parse_args()
+    if args.methods:
+        compare_methods(args)
+        return
     print(f"torch {torch.__version__}, {os.cpu_count()} cores, {load()}")
     for name in args.sizes.split(","):
         ds = real(name, args) if args.real else synthetic(name)
@@ -177,6 +195,22 @@ def main() -> None:
             torch.set_num_threads(1)
             print("\n  top operators (1 thread, 30 steps):")
             print("  " + top_ops(ds, name, args.bits).replace("\n", "\n  "))
+
+
+def compare_methods(args) -> None:
+    """Seconds per epoch of several methods with their presets (the first epoch warms up)."""
+    from cmhash.experiments.settings import parse_overrides
+
+    torch.set_num_threads(int(args.threads.split(",")[0]))
+    print(f"torch {torch.__version__}, {os.cpu_count()} cores, {torch.get_num_threads()} thread(s), {load()}")
+    for name in args.sizes.split(","):
+        ds = real(name, args) if args.real else synthetic(name)
+        print(f"\n== {name}: {len(ds)} training pairs, {args.bits} bits, median of epochs 2..{args.epochs}")
+        for method in args.methods.split(","):
+            over = parse_overrides([s.split(":", 1)[1] for s in args.set if s.split(":", 1)[0] == method])
+            spe, sps = time_epochs(ds, name, args.bits, args.epochs, method, **over)
+            extra = f" ({', '.join(f'{k}={v}' for k, v in over.items())})" if over else ""
+            print(f"  {method:8s}{extra:28s} {spe:7.2f} s/epoch  {sps:6.1f} steps/s   ({load()})")
 
 
 if __name__ == "__main__":

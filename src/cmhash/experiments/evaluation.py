@@ -17,7 +17,8 @@ MAP_TOPK = 50
 
 
 def evaluate_codes(q_image, q_text, db_image, db_text, q_labels, db_labels, *, curves: bool = True) -> dict[str, Any]:
-    """``cmhash.metrics.cross_modal_report``: mAP@50 (DJSRH definition) both ways, precision within
+    """``cmhash.metrics.cross_modal_report``: mAP@50 (DJSRH definition) and mAP over the whole ranking
+    (``map@all``, the protocol UCCH and DGCPN publish) both ways, precision within
     Hamming radius 2, and with ``curves`` the PR curve and precision@top-R at :data:`CURVE_RANKS`.
 
     Adds a compact ``curves`` entry (``ranks``, ``i2t_precision``, ``t2i_precision``) that
@@ -27,7 +28,7 @@ def evaluate_codes(q_image, q_text, db_image, db_text, q_labels, db_labels, *, c
 
     ranks = [r for r in CURVE_RANKS if r <= len(db_labels)]
     out = metrics.cross_modal_report(
-        q_image, q_text, db_image, db_text, q_labels, db_labels, topk=MAP_TOPK, curves=curves, r_values=ranks
+        q_image, q_text, db_image, db_text, q_labels, db_labels, topk=MAP_TOPK, full_map=True, curves=curves, r_values=ranks
     )
     if curves:
         top = {t: out[t]["curves"]["precision_at_top_r"] for t in ("i2t", "t2i")}

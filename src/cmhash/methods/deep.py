@@ -72,6 +72,14 @@ class DeepHashMethod(HashMethod):
         """Called before epoch ``epoch`` (counted from 1) with the whole training set; returns values to log."""
         return {}
 
+    def before_step(self) -> None:
+        """Called after ``loss.backward()`` and before the optimisers step (UCCH: gradient clipping)."""
+
+    def after_step(self, batch: Batch, optimizers: dict[str, Any]) -> dict[str, Any]:
+        """Extra updates after the joint step (DGCPN: each net against the other's binary codes);
+        returns detached scalars to log."""
+        return {}
+
     def training_state(self) -> dict[str, Any]:
         """Non-network state that training needs on resume (tensors, numbers); saved while a run is unfinished."""
         return {}

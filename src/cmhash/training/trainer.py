@@ -7,7 +7,9 @@ What it does per run (:class:`Trainer`):
   batches of ``batch_size`` with drop_last;
 * per epoch: ``method.on_epoch_start(t, train)`` (t from 1; ``train`` is the whole training set
   on the device, :class:`~cmhash.training.batch.TrainingSet`), one step of every optimiser of
-  ``method.make_optimizers()`` per batch on the loss of ``method.training_loss(batch)``, a progress bar with the running loss, a log row (CSV; TensorBoard when installed),
+  ``method.make_optimizers()`` per batch on the loss of ``method.training_loss(batch)``
+  (``method.before_step()`` between backward and step: UCCH clips gradients;
+  ``method.after_step(batch, optimizers)`` after it: DGCPN's binary half-steps), a progress bar with the running loss, a log row (CSV; TensorBoard when installed),
   evaluation on a validation split every ``eval_every`` epochs and at the end (never on the
   query set), then an atomic checkpoint;
 * ``resume=True`` continues from the checkpoint in ``run_dir`` and reaches the same final weights
@@ -382,8 +384,12 @@ class Trainer:
             for opt in opts:
                 opt.zero_grad(set_to_none=True)
             loss.backward()
+            method.before_step()
             for opt in opts:
                 opt.step()
+            after = method.after_step(batch, self.optimizers)
+            if after:
+                terms = {**terms, **after}
             loss_sum += loss.detach()
             for k, v in terms.items():
                 term_sums[k] = term_sums[k] + v if k in term_sums else v.double()
