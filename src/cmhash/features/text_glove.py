@@ -21,12 +21,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from cmhash.data.text import Vocabulary, tokenize
+from cmhash.data.sequences import OFFSET, PAD, UNK, pad_sequences, words  # noqa: F401 - one id convention
+from cmhash.data.text import Vocabulary
 from cmhash.errors import DataError, MissingDependencyError, MissingFileError
 from cmhash.features.base import TEXT_ENCODERS
 from cmhash.features.text_bow import VocabularyEncoder
 
-PAD, UNK, OFFSET = 0, 1, 2
 _GLOVE: dict[str, Any] = {}
 
 
@@ -60,7 +60,7 @@ def load_glove() -> tuple[dict[str, int], np.ndarray]:
 
 
 def word_tokens(text: str) -> list[str]:
-    return tokenize(text or "", "sentence")
+    return words(text)
 
 
 class GloveEncoder(VocabularyEncoder):
@@ -120,16 +120,9 @@ class GloveEncoder(VocabularyEncoder):
     def sequences(self, texts: Sequence[str], max_len: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Texts -> (ids (n, max_len) int64 right-padded with 0, lengths (n,) int64; at least 1 per text)."""
         self._check_fitted()
-        L = int(max_len or self.options["max_len"])
-        ids = np.zeros((len(texts), L), dtype=np.int64)
-        lengths = np.zeros(len(texts), dtype=np.int64)
-        for i, text in enumerate(texts):
-            toks = [OFFSET + self.vocab.index[t] if t in self.vocab.index else UNK for t in word_tokens(text)][:L]
-            if not toks:
-                toks = [UNK]
-            ids[i, : len(toks)] = toks
-            lengths[i] = len(toks)
-        return ids, lengths
+        index = self.vocab.index
+        seqs = [[OFFSET + index[t] if t in index else UNK for t in word_tokens(text)] for text in texts]
+        return pad_sequences(seqs, int(max_len or self.options["max_len"]))
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         self._check_fitted()
