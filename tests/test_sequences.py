@@ -96,3 +96,33 @@ def test_glove_matrix_rows_match_glove_and_pad_is_zero():
     assert 0.8 < coverage < 1.0  # the made-up word has no GloVe vector
     k = OFFSET + sv.vocab.index["qzxqzxqzx"]
     assert table[k].any() and np.abs(table[k]).max() < 1.0
+
+
+def test_supervision_is_labels_else_pair_identity():
+    from cmhash.data.sequences import supervision_labels
+
+    labels = np.array([[1, 0], [0, 1]])
+    assert supervision_labels(labels, np.array(["a", "a"])).tolist() == labels.tolist()
+    s = supervision_labels(None, np.array(["b.jpg", "a.jpg", "b.jpg"]))
+    assert s.tolist() == [[0, 1], [1, 0], [0, 1]] and s.dtype == np.uint8
+    with pytest.raises(DataError, match="labels or pair groups"):
+        supervision_labels(None, None, "x")
+
+
+def test_sentence_views_of_the_real_sets(shared_data):
+    """Fashion titles (45 subCategory labels), MIRFlickr tags as words (24 labels), Flickr8k captions (pair identity)."""
+    from cmhash.data import load_dataset
+    from cmhash.data.sequences import supervision_labels
+
+    fashion = load_dataset("fashion", shared_data / "fashion-small", check_images="none")
+    mir = load_dataset("mirflickr", shared_data / "mirflickr25k", check_images="none", text_features="none")
+    f8k = load_dataset("flickr8k", shared_data / "flickr8k", check_images="exists")
+    assert fashion.labels.shape[1] == 45 and mir.labels.shape[1] == 24
+    sup = supervision_labels(f8k.labels, f8k.groups)
+    assert sup.shape == (12500, 2500) and (sup.sum(0) == 5).all()
+    for ds, median in ((fashion, (3, 8)), (mir, (2, 20)), (f8k, (8, 16))):
+        sv = SequenceVocabulary.build(ds.texts[:2000], min_count=2, max_len=32)
+        ids, lengths = sv.encode(ds.texts[2000:3000])
+        assert ids.shape == (1000, 32) and (lengths >= 1).all()
+        assert median[0] <= np.median(lengths) <= median[1], (ds.name, np.median(lengths))
+        assert sv.unknown_rate(ds.texts[2000:3000]) < 0.35, ds.name
