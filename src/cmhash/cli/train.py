@@ -78,7 +78,7 @@ def load_data(args, run_settings: dict, hparams: dict):
     from cmhash.data import load_dataset
     from cmhash.data.splits import Split, make_split
     from cmhash.errors import CmhashError
-    from cmhash.methods.experiment import DEFAULT_SPLITS, attach_features, default_features, parse_overrides
+    from cmhash.experiments.run import DEFAULT_SPLITS, attach_features, default_features, parse_overrides
 
     if args.dataset != "synthetic" and not args.data_root:
         raise CmhashError(f"--data-root is required for dataset '{args.dataset}'")
@@ -91,7 +91,7 @@ def load_data(args, run_settings: dict, hparams: dict):
         features = default_features(ds, run_settings.get("image_features"))
     ds = attach_features(ds, features, encoder=run_settings.get("image_features"))
     if ds.labels is None and ds.groups is not None:
-        from cmhash.methods.inference import labels_from_groups
+        from cmhash.inference.inputs import labels_from_groups
 
         ds = labels_from_groups(ds)
     if args.split_file:
@@ -108,8 +108,8 @@ def run(args) -> int:
     import torch
 
     from cmhash.methods import METHODS
-    from cmhash.methods import distributed as D
-    from cmhash.methods.experiment import parse_overrides, resolve_settings, summary_line, train_and_evaluate
+    from cmhash.training import distributed as D
+    from cmhash.experiments.run import parse_overrides, resolve_settings, summary_line, train_and_evaluate
 
     METHODS.get(args.method)  # clear error for unknown methods before loading data
     overrides = parse_overrides(args.set)

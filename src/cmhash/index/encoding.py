@@ -6,8 +6,8 @@ and the CLI stay independent of how a method is stored:
 * :func:`encode_collection` -> :class:`EncodedCollection` (ids, image/text codes, metadata)
 * :func:`encode_query` -> one row of +-1 codes for a text or an image
 
-The checkpoint (``cmhash.methods.checkpoint``) records how its inputs were made;
-``cmhash.methods.inference`` turns that record back into the dataset, the split and a featuriser
+The checkpoint (``cmhash.training.checkpoint``) records how its inputs were made;
+``cmhash.inference.inputs`` turns that record back into the dataset, the split and a featuriser
 for new queries.
 """
 
@@ -45,8 +45,8 @@ def encode_collection(checkpoint: str | Path, dataset_name: str | None, data_roo
     ones recorded in the checkpoint.
     """
     from cmhash.index.build import dataset_metadata
-    from cmhash.methods.checkpoint import load_checkpoint
-    from cmhash.methods.inference import checkpoint_dataset, checkpoint_split
+    from cmhash.training.checkpoint import load_checkpoint
+    from cmhash.inference.inputs import checkpoint_dataset, checkpoint_split
 
     if split not in SPLITS:
         raise DataError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
@@ -69,8 +69,8 @@ def encode_collection(checkpoint: str | Path, dataset_name: str | None, data_roo
 @lru_cache(maxsize=4)
 def _model(checkpoint: str, mtime_ns: int):
     """Checkpoint and featuriser, kept for repeated queries; a rewritten checkpoint (new mtime) is reloaded."""
-    from cmhash.methods.checkpoint import load_checkpoint
-    from cmhash.methods.inference import QueryFeaturizer
+    from cmhash.training.checkpoint import load_checkpoint
+    from cmhash.inference.inputs import QueryFeaturizer
 
     ckpt = load_checkpoint(checkpoint)
     return ckpt, QueryFeaturizer(ckpt)

@@ -6,7 +6,7 @@ A method learns two hash functions, one per modality, from the training pairs of
 * ``fit(train, **options) -> self``
 * ``encode(inputs, modality) -> np.ndarray`` of int8 +-1, shape (n, bits); ``modality`` is
   ``"image"`` or ``"text"``; ``inputs`` are feature rows (feature mode) or a dataset (end-to-end).
-* ``state() -> dict`` and ``from_state(dict)`` so checkpoints (``cmhash.methods.checkpoint``) can
+* ``state() -> dict`` and ``from_state(dict)`` so checkpoints (``cmhash.training.checkpoint``) can
   store any method, shallow or deep, in one format.
 """
 

@@ -4,7 +4,7 @@ A deep method owns two trainable hash networks (``nets["image"]``, ``nets["text"
 build them from an :class:`InputSpec` (feature dims, or a backbone for end-to-end training), how to
 turn one :class:`Batch` into a loss, and what to do when an epoch starts (DJSRH: alpha = sqrt(t)).
 The loop itself (shuffling, optimiser steps, logging, evaluation, checkpoints, resume, DDP) lives
-once in :mod:`cmhash.methods.trainer`. JDSH and later methods subclass this and reuse it all.
+once in :mod:`cmhash.training.trainer`. JDSH and later methods subclass this and reuse it all.
 
 Codes at test time are ``sign(H)`` of the continuous hash layer output (zero maps to +1).
 """
@@ -73,7 +73,7 @@ class DeepHashMethod(HashMethod):
     DEFAULTS: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, bits: int, seed: int | None = None, **hparams: Any):
-        from cmhash.methods.experiment import RUN_KEYS
+        from cmhash.experiments.run import RUN_KEYS
 
         # a whole preset section may be passed: its run settings (split, eval_every, ...) are not hyper-parameters
         hparams = {k: v for k, v in hparams.items() if k not in RUN_KEYS and k != "source" and not k.startswith("_")}
@@ -172,7 +172,7 @@ class DeepHashMethod(HashMethod):
     ):
         """Train on a :class:`PairedDataset` with the shared trainer.
 
-        ``config`` is a :class:`~cmhash.methods.trainer.TrainConfig`; without it one is made from the
+        ``config`` is a :class:`~cmhash.training.trainer.TrainConfig`; without it one is made from the
         hyper-parameters (epochs, batch_size), ``self.seed`` and ``options`` (any TrainConfig field).
         ``progress``: True (tqdm bar), False, or a callable ``(step, total_steps, mean_loss)``.
         ``threads`` sets torch's CPU threads for the duration of the call. ``val(method) -> dict``
@@ -180,7 +180,7 @@ class DeepHashMethod(HashMethod):
         """
         import torch
 
-        from cmhash.methods.trainer import TrainConfig, Trainer
+        from cmhash.training.trainer import TrainConfig, Trainer
 
         if config is None:
             options.setdefault("seed", 0 if self.seed is None else int(self.seed))
@@ -265,7 +265,7 @@ class DeepHashMethod(HashMethod):
         import torch
 
         if modality == "image" and self.spec.image_mode == "backbone":
-            from cmhash.methods.imagedata import image_batches
+            from cmhash.nets.transforms import image_batches
 
             yield from image_batches(inputs, self.spec.backbone, batch_size=min(batch_size, 64))
             return

@@ -30,7 +30,7 @@ from cmhash.errors import CmhashError
 from cmhash.methods import METHODS
 from cmhash.methods.deep import Batch, DeepHashMethod, InputSpec
 from cmhash.methods.losses import reconstruction_loss
-from cmhash.methods.networks import (
+from cmhash.nets.backbones import (
     BackboneFeatures,
     BackboneHashNet,
     MLPHashNet,

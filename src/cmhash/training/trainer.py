@@ -36,8 +36,8 @@ import torch
 
 from cmhash.errors import CmhashError
 from cmhash.io import atomic_open
-from cmhash.methods import distributed as D
-from cmhash.methods.checkpoint import read_payload, rng_state, save_payload, set_rng_state
+from cmhash.training import distributed as D
+from cmhash.training.checkpoint import read_payload, rng_state, save_payload, set_rng_state
 from cmhash.methods.deep import Batch, DeepHashMethod, InputSpec
 
 CHECKPOINT = "checkpoint.pt"
@@ -141,7 +141,7 @@ class ImageSource:
     """Augmented images through a DataLoader (backbone mode), text features as a tensor."""
 
     def __init__(self, images, text: np.ndarray, backbone: str, seed: int, device: torch.device, num_workers: int = 0):
-        from cmhash.methods.imagedata import AugmentedImages
+        from cmhash.nets.transforms import AugmentedImages
 
         self.dataset = AugmentedImages(images, backbone, seed)
         self.text = torch.from_numpy(np.array(text, dtype=np.float32, order="C"))
@@ -372,7 +372,7 @@ class Trainer:
     def _wrap_ddp(self, device: torch.device) -> None:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        from cmhash.methods.networks import SparseAwareLinear
+        from cmhash.nets.backbones import SparseAwareLinear
 
         for name, net in self.method.nets.items():
             for mod in net.modules():

@@ -293,9 +293,9 @@ def train_and_evaluate(
 
     from cmhash.data.splits import validation_split
     from cmhash.methods import create_method
-    from cmhash.methods import distributed as D
-    from cmhash.methods.checkpoint import save_method
-    from cmhash.methods.trainer import CHECKPOINT, TrainConfig
+    from cmhash.training import distributed as D
+    from cmhash.training.checkpoint import save_method
+    from cmhash.training.trainer import CHECKPOINT, TrainConfig
 
     run = dict(run or {})
     out = Path(out_dir)

@@ -1,0 +1,1 @@
+"""Inference: a checkpoint back to its inputs (dataset, split) and raw queries to features."""
