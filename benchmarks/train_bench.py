@@ -60,7 +60,7 @@ def synthetic(name: str, seed: int = 0) -> PairedDataset:
 def real(name: str, args) -> PairedDataset:
     from cmhash.data import load_dataset
     from cmhash.data.splits import make_split
-    from cmhash.experiments.run import attach_features
+    from cmhash.features.attach import attach_features
 
     if name == "wiki":
         ds = load_dataset("wiki", Path(args.data) / "wikipedia")

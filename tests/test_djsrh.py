@@ -12,12 +12,13 @@ import torch.nn.functional as F
 from cmhash.data.dataset import PairedDataset
 from cmhash.errors import CmhashError, DataError
 from cmhash.methods import METHODS, create_method
-from cmhash.training.checkpoint import load_checkpoint, save_method
+from cmhash.inference import load_checkpoint
+from cmhash.training.checkpoint import save_method
 from cmhash.methods.deep import Batch
 from cmhash.methods.djsrh import DJSRH, alpha_for_epoch
-from cmhash.experiments.run import resolve_settings
+from cmhash.experiments.settings import resolve_settings
 from cmhash.methods.losses import reconstruction_loss
-from cmhash.nets.backbones import MLPHashNet, SparseAwareLinear
+from cmhash.nets.heads import MLPHashNet, SparseAwareLinear
 from cmhash.methods.similarity import code_cosine, cosine_similarity_matrix, joint_semantics
 
 torch.set_num_threads(1)

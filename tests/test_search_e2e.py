@@ -13,7 +13,7 @@ from cmhash.data import load_dataset
 from cmhash.errors import DataError
 from cmhash.index import load_index
 from cmhash.index.encoding import encode_collection, encode_query
-from cmhash.training.checkpoint import load_checkpoint
+from cmhash.inference import load_checkpoint
 from features_fixtures import write_mirflickr_fixture
 
 torch.set_num_threads(1)

@@ -16,7 +16,8 @@ from cmhash.cli import main as cli
 from cmhash.data.dataset import PairedDataset
 from cmhash.errors import CmhashError, DataError
 from cmhash.methods import create_method
-from cmhash.training.checkpoint import load_checkpoint, read_payload
+from cmhash.inference import load_checkpoint
+from cmhash.training.checkpoint import read_payload
 from cmhash.training.trainer import LOG_CSV, TrainConfig, Trainer, epoch_batches
 
 torch.set_num_threads(1)
@@ -228,7 +229,7 @@ def test_cli_errors_are_clear(tmp_path, capsys):
 
 
 def test_attach_features_matches_rows_by_id_and_reports_missing_ones(tmp_path):
-    from cmhash.experiments.run import attach_features
+    from cmhash.features.attach import attach_features
 
     ds = tiny(n=50)
     ds.image_features = None
@@ -359,9 +360,12 @@ def test_fit_accepts_a_whole_preset_a_seed_threads_and_a_progress_callback(tmp_p
 
     ds = tiny()
     calls = []
-    preset = load_preset("djsrh", "wiki")  # includes run settings (split, eval_every, ...) and its source
+    preset = load_preset("djsrh", "wiki").hparams  # the method's side of the preset; run settings live apart
+    assert "split" in load_preset("djsrh", "wiki").run and "split" not in preset
+    with pytest.raises(CmhashError, match="unknown hyper-parameter.*split"):
+        create_method("djsrh", 8, **{**preset, "split": "official"})
     m = create_method("djsrh", 8, seed=3, **{**preset, "epochs": 2, "hidden": 16})
-    assert "split" not in m.hparams and m.seed == 3
+    assert m.seed == 3
     m.fit(ds, progress=lambda step, total, loss: calls.append((step, total, loss)), threads=1, run_dir=str(tmp_path))
     assert calls[-1][0] == calls[-1][1] == 2 * (len(ds) // 32) and all(np.isfinite(c[2]) for c in calls)
     same = create_method("djsrh", 8, seed=3, **{**preset, "epochs": 2, "hidden": 16}).fit(ds, progress=False)
@@ -423,7 +427,8 @@ def test_features_from_a_cmhash_feature_cache_and_encoder_specs_in_the_checkpoin
 
     from cmhash.data.images import FileImageStore
     from cmhash.features import create_text_encoder, encoder_from_spec, extract_features
-    from cmhash.experiments.run import attach_features, train_and_evaluate
+    from cmhash.experiments.run import train_and_evaluate
+    from cmhash.features.attach import attach_features
     from cmhash.data.splits import make_split
 
     rng = np.random.default_rng(0)

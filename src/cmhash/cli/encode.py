@@ -39,7 +39,7 @@ def run(args) -> int:
     import torch
 
     from cmhash.codes_io import save_codes
-    from cmhash.training.checkpoint import load_checkpoint
+    from cmhash.inference import load_checkpoint
     from cmhash.inference.inputs import checkpoint_dataset, checkpoint_split
 
     if args.threads:

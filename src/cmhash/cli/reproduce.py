@@ -177,7 +177,7 @@ def run_table1(args) -> int:
 
 def _variants(text: str, method: str) -> list[str]:
     from cmhash.errors import CmhashError
-    from cmhash.experiments.run import available_variants
+    from cmhash.experiments.settings import available_variants
     from cmhash.experiments.grid import ABLATION_ORDER
 
     known = available_variants(method)

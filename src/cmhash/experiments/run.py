@@ -1,13 +1,20 @@
-"""One training run end to end: settings -> data + features -> split -> train -> evaluate -> files.
+"""One training run end to end: data + features -> split -> train -> evaluate -> files.
 
-Used by ``cmhash train`` (and therefore by ``cmhash reproduce``, which starts ``cmhash train`` per
-grid cell). Library entry points:
+The one run of cmhash: ``cmhash train`` calls it per code length, ``cmhash reproduce`` starts
+``cmhash train`` per grid cell, ``cmhash demo`` calls :func:`train_and_evaluate` on the synthetic
+set. Entry points:
 
-* :func:`resolve_settings`: preset of (method, dataset) + ablation variant + user overrides,
-  split into the method's hyper-parameters and run settings;
-* :func:`attach_features`: precomputed image (and text) features from a feature cache / ``.npz``;
-* :func:`train_and_evaluate`: fit on the split's training pairs, validate on pairs carved from the
-  database, evaluate once on query vs. database, write ``metrics.json`` and the checkpoint.
+* :func:`load_run_data`: the dataset with the features every method finds the same way
+  (``--features``, else the dataset's ready-made cache; :mod:`cmhash.features.attach`) and its
+  split (run setting ``split``/``split_params``, or a saved split file);
+* :func:`train_and_evaluate`: fit any registered method (deep: the shared trainer with
+  validation, checkpoints and resume; shallow: ``fit``), evaluate once on query vs. database,
+  write ``metrics.json`` and ``checkpoint.pt``.
+
+Settings come from :mod:`cmhash.experiments.settings`; evaluation from
+:mod:`cmhash.experiments.evaluation`. The run's ``seed`` drives the split, the deep trainer
+(initialisation, batch order) and, for methods with a ``seed`` hyper-parameter that the preset
+or the user did not set (CMFH's random start), that seed too.
 """
 
 from __future__ import annotations
@@ -20,85 +27,14 @@ from typing import Any
 
 import numpy as np
 
-from cmhash.errors import CmhashError, DataError, MissingFileError
-from cmhash.io import read_npz, write_json
-
-#: Preset keys that configure the run rather than the method.
-RUN_KEYS = ("split", "split_params", "num_val", "eval_every", "select", "image_features", "notes")
-#: Split protocol of a dataset when the method's preset names none (the DJSRH papers' protocols).
-DEFAULT_SPLITS = {"wiki": "official", "nuswide": "djsrh-nuswide", "flickr8k": "official", "synthetic": "random", "fashion": "random"}
-#: Ranks at which precision@top-R curves are recorded (clipped to the database size).
-CURVE_RANKS = (1, 10, 25, 50, 100, 200, 300, 400, 500, 750, 1000, 1250, 1500, 2000, 2500, 3000, 3500, 4000, 4500, 5000)
-MAP_TOPK = 50
+from cmhash.errors import CmhashError, DataError
+from cmhash.experiments.evaluation import evaluate_codes, make_validator
+from cmhash.experiments.settings import DEFAULT_SPLITS
+from cmhash.io import write_json
 
 
-# ---------------------------------------------------------------------------- settings
-def available_variants(method: str) -> list[str]:
-    from cmhash.presets import available
 
-    try:
-        return available(f"{method}_variants")
-    except CmhashError:
-        return []
-
-
-def resolve_settings(method: str, dataset: str | None, variant: str | None = None, overrides: dict[str, Any] | None = None):
-    """``(hparams, run_settings, provenance)`` for a run.
-
-    Order: the method's ``default`` preset, the dataset's section (if any), the ablation
-    ``variant`` (``presets/<method>_variants.yaml``), then ``overrides`` (CLI ``--set``/flags).
-    """
-    from cmhash.presets import available, load_preset
-
-    try:
-        datasets = available(method)
-    except CmhashError:
-        datasets = []
-    prov: dict[str, Any] = {"method": method, "dataset_preset": None, "variant": None}
-    if dataset is not None and dataset.lower() in datasets:
-        settings = load_preset(method, dataset)
-        prov["dataset_preset"] = dataset.lower()
-    elif datasets or _has_presets(method):
-        settings = load_preset(method)
-    else:
-        settings = {}
-    if variant:
-        known = available_variants(method)
-        if variant.lower() not in known:
-            raise CmhashError(f"unknown {method} variant '{variant}' (known: {', '.join(known) or 'none'})")
-        var = load_preset(f"{method}_variants", variant)
-        prov["variant"] = variant.lower()
-        prov["variant_source"] = var.pop("_source", None)
-        var.pop("description", None)
-        settings.update(var)
-        settings["variant"] = variant.lower()
-    prov["source"] = settings.pop("_source", None)
-    prov["default_source"] = settings.pop("source", None)
-    settings.update(overrides or {})
-    run = {k: settings.pop(k) for k in RUN_KEYS if k in settings}
-    return settings, run, prov
-
-
-def _has_presets(method: str) -> bool:
-    from importlib import resources
-
-    return resources.files("cmhash.presets").joinpath(f"{method.lower()}.yaml").is_file()
-
-
-def parse_overrides(items: list[str] | None) -> dict[str, Any]:
-    """``["beta=0.9", "alpha=1"]`` -> dict with YAML-typed values."""
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise CmhashError(f"--set expects KEY=VALUE, got '{item}'")
-        k, v = item.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v)
-    return out
-
-
-# ---------------------------------------------------------------------------- features
+# ---------------------------------------------------------------------------- provenance
 def code_version() -> str:
     """cmhash's version, plus the git commit (and '-dirty') when running from a checkout: results say which code made them."""
     import subprocess
@@ -118,140 +54,59 @@ def code_version() -> str:
         return __version__
 
 
-def attach_features(ds, features: str | Path | None = None, *, encoder: str | None = None):
-    """Dataset with precomputed image features from ``features`` (an ``.npz`` or a feature cache).
-
-    An ``.npz`` needs ``image_features`` (n, d) and ``ids`` in any order (rows are matched on the
-    dataset's pair ids); ``text_features`` are taken only when the dataset has none.
-    """
-    if features is None:
-        return ds
-    path = Path(features)
-    if not path.exists():
-        raise MissingFileError(f"{path}: features not found (give an .npz with image_features and ids, or a feature cache folder)")
-    if path.is_dir():
-        return _from_feature_cache(ds, path, encoder)
-    data = read_npz(path)
-    if "image_features" not in data:
-        raise DataError(f"{path}: no 'image_features' array (found: {', '.join(data)})")
-    img = np.asarray(data["image_features"], dtype=np.float32)
-    rows = _match_rows(ds, data.get("ids"), img.shape[0], path)
-    txt = None
-    if ds.text_features is None and "text_features" in data:
-        txt = np.asarray(data["text_features"], dtype=np.float32)[rows]
-    meta = {"image_features": str(data["encoder"]) if "encoder" in data else (encoder or path.stem), "features_file": str(path)}
-    out = ds.with_features(image_features=img[rows], text_features=txt)
-    out.meta.update(meta)  # (not as with_features kwargs: "image_features" names the array there)
-    return out
-
-
-def default_features(ds, encoder: str | None) -> str | None:
-    """The feature cache of this dataset and image encoder, if one exists, else None.
-
-    Looks in ``$CMHASH_FEATURES`` (a folder) for ``<dataset>-<encoder>.npz``, then for the
-    ready-made cache that ``cmhash features prepare <dataset>`` writes
-    (``$CMHASH_CACHE/features/<dataset>``), used when its image encoder is ``encoder``.
-    """
-    if not encoder:
-        return None
-    enc = str(encoder).split()[0]
-    folder = os.environ.get("CMHASH_FEATURES")
-    if folder:
-        cand = Path(folder) / f"{ds.name}-{enc}.npz"
-        if cand.exists():
-            return str(cand)
-    try:
-        from cmhash.features.cache import FeatureCache
-        from cmhash.features.prepared import features_cache_dir
-    except ImportError:
-        return None
-    path = features_cache_dir(ds.name)
-    if not (path / "manifest.json").exists():
-        return None
-    try:
-        cache = FeatureCache.load(path)
-        name = cache.entries.get("image", {}).get("encoder", {}).get("name")
-    except Exception:
-        return None
-    return str(path) if name == enc and cache.complete("image") else None
-
-
-def _match_rows(ds, ids, n_rows: int, path: Path) -> np.ndarray:
-    if ids is None:
-        if n_rows != len(ds):
-            raise DataError(f"{path}: {n_rows} feature rows but the dataset has {len(ds)} pairs, and no 'ids' array to match them")
-        return np.arange(n_rows)
-    ids = np.asarray(ids).astype(str)
-    if len(ids) != n_rows:
-        raise DataError(f"{path}: {len(ids)} ids for {n_rows} feature rows")
-    pos = {i: k for k, i in enumerate(ids)}
-    missing = [i for i in ds.ids if i not in pos]
-    if missing:
-        raise DataError(f"{path}: no features for {len(missing)} of the dataset's {len(ds)} pairs (first: id '{missing[0]}'); re-extract them")
-    return np.asarray([pos[i] for i in ds.ids], dtype=np.int64)
-
-
-def _from_feature_cache(ds, folder: Path, encoder: str | None):
-    """Features from a cache folder written by ``cmhash features`` (image, and text when it has it)."""
-    manifest = folder / "manifest.json"
-    if not manifest.exists():
-        npz = sorted(folder.glob("*.npz"))
-        if len(npz) == 1:
-            return attach_features(ds, npz[0], encoder=encoder)
-        raise DataError(f"{folder}: not a feature cache (no manifest.json; create one with `cmhash features extract` or `prepare`)")
-    from cmhash.features.cache import FeatureCache
-
-    cache = FeatureCache.load(folder)
-    out = cache.apply(ds, text="text" if "text" in cache.entries else None)
-    specs = out.meta.get("encoders", {})
-    out.meta.update(
-        image_features=specs.get("image", {}).get("name", encoder),
-        features_file=str(folder),
-    )
-    if "text" in specs:
-        out.meta["text_features"] = f"{specs['text'].get('name')}-{specs['text'].get('dim')}"
-    return out
-
-
 # ---------------------------------------------------------------------------- evaluation
-def evaluate_codes(q_image, q_text, db_image, db_text, q_labels, db_labels, *, curves: bool = True) -> dict[str, Any]:
-    """``cmhash.metrics.cross_modal_report``: mAP@50 (DJSRH definition) both ways, precision within
-    Hamming radius 2, and with ``curves`` the PR curve and precision@top-R at :data:`CURVE_RANKS`.
+# ---------------------------------------------------------------------------- data
+def load_run_data(
+    dataset: str,
+    data_root=None,
+    *,
+    options: dict[str, Any] | None = None,
+    features=None,
+    image_features: bool = True,
+    run: dict[str, Any] | None = None,
+    seed: int = 0,
+    split: str | None = None,
+    split_params: dict[str, Any] | None = None,
+    split_file=None,
+):
+    """``(dataset, split)`` of a run: features found the same way for every method, then the split.
 
-    Adds a compact ``curves`` entry (``ranks``, ``i2t_precision``, ``t2i_precision``) that
-    ``cmhash reproduce`` plots.
+    ``image_features``: the method reads image feature vectors (every shallow method; a deep one
+    in feature mode), so the dataset's ready-made features are attached when ``features`` is None.
     """
-    from cmhash import metrics
+    from cmhash.data import load_dataset
+    from cmhash.data.splits import Split, make_split
+    from cmhash.features.attach import attach_features, default_features
+    from cmhash.inference.inputs import labels_from_groups
 
-    ranks = [r for r in CURVE_RANKS if r <= len(db_labels)]
-    out = metrics.cross_modal_report(
-        q_image, q_text, db_image, db_text, q_labels, db_labels, topk=MAP_TOPK, curves=curves, r_values=ranks
-    )
-    if curves:
-        top = {t: out[t]["curves"]["precision_at_top_r"] for t in ("i2t", "t2i")}
-        out["curves"] = {
-            "ranks": list(top["i2t"]["r"]),
-            "i2t_precision": list(top["i2t"]["precision"]),
-            "t2i_precision": list(top["t2i"]["precision"]),
-        }
-    return out
+    run = dict(run or {})
+    if dataset != "synthetic" and not data_root:
+        raise CmhashError(f"--data-root is required for dataset '{dataset}'")
+    options = dict(options or {})
+    ds = load_dataset(dataset, data_root, **options)
+    if options:
+        ds.meta["source_options"] = options
+    if features is None and ds.image_features is None and image_features:
+        features = default_features(ds)
+    ds = attach_features(ds, features)
+    if ds.labels is None and ds.groups is not None:
+        ds = labels_from_groups(ds)
+    if split_file:
+        return ds, Split.load(split_file, dataset=ds)
+    protocol = split or run.get("split") or DEFAULT_SPLITS.get(ds.name, "djsrh")
+    params = dict(run.get("split_params") or {})
+    params.update(split_params or {})
+    return ds, make_split(ds, protocol, seed=seed, **params)
 
 
-def make_validator(ds, val_query: np.ndarray, val_db: np.ndarray):
-    """Callable(method) -> validation mAP@50 in both directions (queries carved from the database)."""
-    from cmhash import metrics
+def method_hparams(method_name: str, hparams: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The hyper-parameters a run passes: the run's seed fills a ``seed`` hyper-parameter left unset."""
+    from cmhash.methods import METHODS
 
-    vq, vd = ds.subset(val_query), ds.subset(val_db)
-
-    def validate(method) -> dict[str, float]:
-        qi, qt = method.encode(vq, "image"), method.encode(vq, "text")
-        di, dt = method.encode(vd, "image"), method.encode(vd, "text")
-        return {
-            f"val_i2t_map@{MAP_TOPK}": metrics.mean_average_precision(qi, dt, vq.labels, vd.labels, topk=MAP_TOPK),
-            f"val_t2i_map@{MAP_TOPK}": metrics.mean_average_precision(qt, di, vq.labels, vd.labels, topk=MAP_TOPK),
-        }
-
-    return validate
+    hp = dict(hparams)
+    if "seed" in getattr(METHODS.get(method_name), "DEFAULTS", {}) and "seed" not in hp:
+        hp["seed"] = int(seed)
+    return hp
 
 
 # ---------------------------------------------------------------------------- the run
@@ -301,7 +156,7 @@ def train_and_evaluate(
     out = Path(out_dir)
     dist = D.current()
     t_start = time.perf_counter()
-    method = create_method(method_name, bits, **hparams)
+    method = create_method(method_name, bits, **method_hparams(method_name, hparams, seed))
     train = ds.subset(split.train, name=f"{ds.name}-train")
     labels_ok = ds.labels is not None
     num_val = int(run.get("num_val", 500))
@@ -339,7 +194,7 @@ def train_and_evaluate(
         )
         method.fit(train, val=validator, config=config, meta=meta)
     else:
-        method.fit(train)
+        method.fit(train, threads=threads, progress=progress if callable(progress) else None)
         if dist.is_main:
             save_method(out / CHECKPOINT, method, meta=meta)
     if not dist.is_main:
@@ -361,7 +216,7 @@ def train_and_evaluate(
     last_val = next((r for r in reversed(history) if any(k.startswith("val_") for k in r)), None)
     metrics_doc = {
         "method": method_name,
-        "variant": hparams.get("variant", method_name),
+        "variant": method.hparams.get("variant") or (provenance or {}).get("variant") or method_name,
         "dataset": ds.name,
         "bits": int(bits),
         "seed": int(seed),
@@ -404,12 +259,4 @@ def summary_line(m: dict[str, Any]) -> str:
     )
 
 
-__all__ = [
-    "attach_features",
-    "evaluate_codes",
-    "make_validator",
-    "parse_overrides",
-    "resolve_settings",
-    "summary_line",
-    "train_and_evaluate",
-]
+__all__ = ["code_version", "dataset_record", "load_run_data", "method_hparams", "summary_line", "train_and_evaluate"]

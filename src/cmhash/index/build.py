@@ -16,38 +16,10 @@ import numpy as np
 
 from cmhash.errors import DataError
 from cmhash.index.crossmodal import MODALITIES, CrossModalIndex
-from cmhash.index.idmap import show_ids
+from cmhash.index.idmap import dataset_metadata, show_ids
 
 SPLITS = ("db", "query", "all")
 ADD_BATCH = 100_000
-
-
-def dataset_metadata(dataset, ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """Per-item metadata (``text``, ``image``, ``labels``) of a PairedDataset, for the given ids (all by default)."""
-    if ids is None:
-        rows = np.arange(len(dataset.ids))
-    else:
-        where = {v: i for i, v in enumerate(dataset.ids.tolist())}
-        wanted = [str(v) for v in np.asarray(ids).tolist()]
-        missing = [v for v in wanted if v not in where]
-        if missing:
-            raise DataError(
-                f"{len(missing)} id(s) of the codes are not in dataset '{dataset.name}': {show_ids(missing)}; "
-                "pass the dataset (and its options) the codes were made from"
-            )
-        rows = np.asarray([where[v] for v in wanted], dtype=np.int64)
-    out = []
-    for i in rows.tolist():
-        item: dict[str, Any] = {}
-        if dataset.texts is not None:
-            item["text"] = dataset.texts[i]
-        if dataset.images is not None:
-            item["image"] = dataset.images.ref(i)
-        if dataset.labels is not None:
-            on = np.flatnonzero(dataset.labels[i]).tolist()
-            item["labels"] = [dataset.label_names[j] for j in on] if dataset.label_names else on
-        out.append(item)
-    return out
 
 
 def _add_in_batches(index: CrossModalIndex, ids, codes: dict[str, np.ndarray], metadata, progress: bool) -> None:

@@ -44,8 +44,8 @@ def encode_collection(checkpoint: str | Path, dataset_name: str | None, data_roo
     ``query`` (its queries) or ``all`` (every pair). ``dataset_name``/``data_root`` default to the
     ones recorded in the checkpoint.
     """
-    from cmhash.index.build import dataset_metadata
-    from cmhash.training.checkpoint import load_checkpoint
+    from cmhash.index.idmap import dataset_metadata
+    from cmhash.inference import load_checkpoint
     from cmhash.inference.inputs import checkpoint_dataset, checkpoint_split
 
     if split not in SPLITS:
@@ -69,7 +69,7 @@ def encode_collection(checkpoint: str | Path, dataset_name: str | None, data_roo
 @lru_cache(maxsize=4)
 def _model(checkpoint: str, mtime_ns: int):
     """Checkpoint and featuriser, kept for repeated queries; a rewritten checkpoint (new mtime) is reloaded."""
-    from cmhash.training.checkpoint import load_checkpoint
+    from cmhash.inference import load_checkpoint
     from cmhash.inference.inputs import QueryFeaturizer
 
     ckpt = load_checkpoint(checkpoint)
