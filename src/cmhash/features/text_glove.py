@@ -137,6 +137,24 @@ class GloveEncoder(VocabularyEncoder):
         return out
 
 
+def glove_table(vocabulary, seed: int = 0, unknown_scale: float = 0.1) -> tuple[np.ndarray, float]:
+    """Embedding table for a :class:`~cmhash.data.sequences.SequenceVocabulary` from GloVe 6B 50-d.
+
+    Returns ``(table (vocabulary.size, 50) float32, GloVe coverage of the vocabulary)``. Row 0
+    (PAD) is zero; row 1 (UNK) and words GloVe lacks get N(0, unknown_scale^2) vectors drawn
+    with ``seed``, so they are distinguishable yet trainable.
+    """
+    index, vectors = load_glove()
+    tokens = vocabulary.vocab.tokens
+    rows = np.asarray([index.get(t, -1) for t in tokens], dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    out = (rng.standard_normal((vocabulary.size, vectors.shape[1])) * unknown_scale).astype(np.float32)
+    out[PAD] = 0.0
+    known = rows >= 0
+    out[OFFSET + np.flatnonzero(known)] = np.asarray(vectors[rows[known]], dtype=np.float32)
+    return out, float(known.mean()) if len(rows) else 0.0
+
+
 @TEXT_ENCODERS.register("glove")
 def make_glove(**options: Any) -> GloveEncoder:
     """glove: word vocabulary + GloVe 6B 50-d; sequences() for sequence models, encode() = mean vector."""

@@ -85,18 +85,19 @@ class DVSH(DeepHashMethod):
         "epochs": 30,
     }
 
-    def __init__(self, bits: int, **hparams: Any):
-        super().__init__(bits, **hparams)
-        h = self.hparams
-        if h["pool"] not in POOLS:
-            raise CmhashError(f"dvsh: pool must be one of {', '.join(POOLS)}, got {h['pool']!r}")
-        for key in ("margin", "quant_margin", "lr", "batch_size", "epochs", "hidden", "embed_dim", "max_len"):
-            if float(h[key]) <= 0:
-                raise CmhashError(f"dvsh: {key} must be positive, got {h[key]}")
-        if h["glove"] and int(h["embed_dim"]) != 50:
-            raise CmhashError("dvsh: glove=True needs embed_dim 50 (GloVe 6B 50-d); set glove=false for another width")
+    def __init__(self, bits: int, seed: int | None = None, **hparams: Any):
         self.vocabulary: SequenceVocabulary | None = None
         self.glove_coverage: float | None = None
+        super().__init__(bits, seed=seed, **hparams)
+
+    def check_hparams(self, h: dict[str, Any]) -> None:
+        if h["pool"] not in POOLS:
+            raise CmhashError(f"dvsh: pool must be one of {', '.join(POOLS)}, got {h['pool']!r}")
+        self.positive(h, "margin", "quant_margin", "lr", "batch_size", "epochs", "hidden", "image_hidden", "fusion_image_dim", "embed_dim", "max_len", "min_count")
+        if h["glove"] and int(h["embed_dim"]) != 50:
+            raise CmhashError("dvsh: glove=True needs embed_dim 50 (GloVe 6B 50-d); set glove=false for another width")
+        if h["image_mode"] not in ("features", "backbone"):
+            raise CmhashError(f"dvsh: image_mode must be features or backbone, got {h['image_mode']!r}")
 
     # ------------------------------------------------------------------ data
     def prepare_training_data(self, train):
@@ -133,7 +134,9 @@ class DVSH(DeepHashMethod):
             raise CmhashError("dvsh reads token sequences (text_mode 'tokens')")
         init = None
         if for_training and h["glove"] and self.vocabulary is not None and self.vocabulary.size == spec.vocab_size:
-            init, self.glove_coverage = self.vocabulary.glove_matrix(seed=0 if self.seed is None else int(self.seed))
+            from cmhash.features.text_glove import glove_table
+
+            init, self.glove_coverage = glove_table(self.vocabulary, seed=0 if self.seed is None else int(self.seed))
         common = dict(embed_dim=int(h["embed_dim"]), hidden=int(h["hidden"]), pool=h["pool"], embedding_init=init, dropout=float(h["dropout"]))
         text = SentenceHashNet(spec.vocab_size, self.bits, **common)
         if spec.image_mode == "features":
