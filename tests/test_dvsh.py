@@ -134,3 +134,30 @@ def test_dvsh_errors_are_clear():
         _fit(no_text, epochs=1)
     with pytest.raises(CmhashError, match="not trained|no vocabulary"):
         create_method("dvsh", 16).encode(["a dog"], "text")
+
+
+def test_caption_data_is_evaluated_by_recall_at_k_with_the_real_valued_upper_bound(tmp_path):
+    """Pair-identity data (Flickr8k-like: several captions per image): Recall@K both ways, one image row per group."""
+    from cmhash.data.splits import make_split
+    from cmhash.experiments.run import summary_line, train_and_evaluate
+
+    rng = np.random.default_rng(0)
+    n_img, caps = 40, 3
+    groups = np.repeat([f"im{i}.jpg" for i in range(n_img)], caps)
+    cls = np.repeat(np.arange(n_img) % 4, caps)
+    centres = rng.normal(0, 1, (n_img, 12))
+    img = np.repeat(centres, caps, axis=0).astype(np.float32)
+    texts = [" ".join(str(rng.choice(WORDS[c])) for _ in range(4)) + f" w{g[2:-4]}" for c, g in zip(cls, groups)]
+    ds = PairedDataset(name="caps", ids=np.arange(len(groups)).astype(str), image_features=img, texts=texts, text_kind="sentence", groups=groups)
+    split = make_split(ds, "random", seed=0, num_query=30, num_train=60)
+    hp = dict(epochs=3, batch_size=16, hidden=16, image_hidden=32, fusion_image_dim=8, glove=False, embed_dim=8, min_count=1)
+    m = train_and_evaluate("dvsh", ds, split, 16, hp, out_dir=tmp_path / "run", progress=False, tensorboard=False)
+    q_images = len(np.unique(groups[split.query]))
+    assert m["i2t"]["n_queries"] == q_images < len(split.query) == m["t2i"]["n_queries"]
+    for task in ("i2t", "t2i"):
+        r = [m[task][f"recall@{k}"] for k in (1, 5, 10)]
+        assert 0 <= r[0] <= r[1] <= r[2] <= 1
+        real = m["real_valued"][task]
+        assert 0 <= real["recall@1"] <= real["recall@10"] <= 1
+    assert m["real_valued"]["i2t"]["n_queries"] == q_images
+    assert "R@1" in summary_line(m) and (tmp_path / "run" / "metrics.json").exists()

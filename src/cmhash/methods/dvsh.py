@@ -101,27 +101,35 @@ class DVSH(DeepHashMethod):
 
     # ------------------------------------------------------------------ data
     def prepare_training_data(self, train):
-        """Build the vocabulary on the training texts and attach their token sequences (and labels)."""
-        if train.texts is None:
-            raise DataError(f"{train.name}: dvsh reads sentences and needs the raw texts (this dataset has only text features)")
-        h = self.hparams
-        self.vocabulary = SequenceVocabulary.build(train.texts, min_count=int(h["min_count"]), max_size=h["max_vocab"], max_len=int(h["max_len"]))
+        """Supervision (labels, else pair identity) and token sequences for the training set.
+
+        With raw texts, the vocabulary is built on them (deterministic, so a resumed run rebuilds
+        the same one) and stored with the model; a dataset that only carries ready-made
+        ``text_tokens`` is used as it is (no vocabulary: such a model encodes tokens, not raw text).
+        """
         labels = supervision_labels(train.labels, train.groups, train.name)
-        return dataclasses.replace(train, labels=labels, text_tokens=self.tokens(train.texts))
+        if train.texts is not None:
+            h = self.hparams
+            self.vocabulary = SequenceVocabulary.build(train.texts, min_count=int(h["min_count"]), max_size=h["max_vocab"], max_len=int(h["max_len"]))
+            tokens = self.tokens(train.texts)
+        elif getattr(train, "text_tokens", None) is not None:
+            self.vocabulary = None
+            tokens = train.text_tokens
+        else:
+            raise DataError(f"{train.name}: dvsh reads sentences and needs the raw texts (this dataset has only text features)")
+        return dataclasses.replace(train, labels=labels, text_tokens=tokens)
 
     def tokens(self, texts: Sequence[str]):
         """Raw texts -> :class:`~cmhash.data.tokens.TokenSequences` with this model's vocabulary."""
         from cmhash.data.tokens import TokenSequences
 
         if self.vocabulary is None:
-            raise CmhashError("dvsh: no vocabulary yet (train the model or load a checkpoint)")
+            raise CmhashError("dvsh: no vocabulary (train the model on raw texts, or load such a checkpoint) to encode raw text")
         ids, lengths = self.vocabulary.encode(list(texts))
         return TokenSequences(ids, lengths, self.vocabulary.size)
 
     def fit(self, train, **kwargs: Any):
-        if getattr(train, "text_tokens", None) is None or self.vocabulary is None:
-            train = self.prepare_training_data(train)
-        return super().fit(train, **kwargs)
+        return super().fit(self.prepare_training_data(train), **kwargs)
 
     # ------------------------------------------------------------------ networks
     def lr_for(self, name: str) -> float:
@@ -205,13 +213,18 @@ class DVSH(DeepHashMethod):
 
     # ------------------------------------------------------------------ encoding
     def _token_chunks(self, inputs, batch_size: int) -> Iterable:
-        """Also accepts raw texts (a list of strings) and datasets with texts but no tokens."""
+        """Also accepts raw texts (a string or a list of strings) and datasets with raw texts.
+
+        A dataset's raw texts are tokenised with this model's vocabulary (its own ``text_tokens``
+        may come from another one); ready-made tokens are used only when the model has no vocabulary.
+        """
         if isinstance(inputs, str):
             inputs = [inputs]
-        if hasattr(inputs, "text_tokens") and inputs.text_tokens is None:
-            if inputs.texts is None:
-                raise DataError(f"{inputs.name}: dvsh encodes raw texts, and this dataset has none")
-            inputs = self.tokens(inputs.texts)
+        if hasattr(inputs, "text_tokens"):  # a PairedDataset
+            if self.vocabulary is not None and inputs.texts is not None:
+                inputs = self.tokens(inputs.texts)
+            elif inputs.text_tokens is None:
+                raise DataError(f"{inputs.name}: dvsh encodes sentences, and this dataset has neither raw texts nor token sequences")
         elif isinstance(inputs, (list, tuple)) and (not inputs or isinstance(inputs[0], str)):
             inputs = self.tokens(inputs)
         yield from super()._token_chunks(inputs, batch_size)
