@@ -161,3 +161,34 @@ def test_caption_data_is_evaluated_by_recall_at_k_with_the_real_valued_upper_bou
         assert 0 <= real["recall@1"] <= real["recall@10"] <= 1
     assert m["real_valued"]["i2t"]["n_queries"] == q_images
     assert "R@1" in summary_line(m) and (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_search_by_sentence_from_a_dvsh_checkpoint(tmp_path, capsys):
+    """cmhash train dvsh -> index build --checkpoint -> search --text: free words, unknown words, a clear error when none is known."""
+    import json
+
+    from cmhash.cli import main as cli
+    from cmhash.data import load_dataset
+    from cmhash.index.encoding import encode_collection, encode_query
+
+    syn = ["-o", "n=400", "-o", "signal=0.8", "-o", "seed=3"]
+    run = tmp_path / "run"
+    args = ["train", "dvsh", "--dataset", "synthetic", *syn, "--bits", "16", "--epochs", "2", "--set", "hidden=16", "--set", "image_hidden=32"]
+    args += ["--set", "fusion_image_dim=8", "--set", "min_count=1", "--split", "random", "--split-param", "num_query=50", "--split-param", "num_train=300"]
+    assert cli(args + ["--num-val", "0", "--out", str(run), "--no-progress"]) == 0
+    ds = load_dataset("synthetic", None, n=400, signal=0.8, seed=3)
+    coll = encode_collection(run, None, None, split="all", progress=False)
+    codes, modality = encode_query(run, text=ds.texts[7])
+    assert modality == "text"
+    np.testing.assert_array_equal(codes[0], coll.codes["text"][7])  # a query is encoded exactly as the collection
+    word = ds.texts[7].split(",")[0].strip()
+    with_unknown, _ = encode_query(run, text=f"{word} and a zyxwvut")
+    assert with_unknown.shape == (1, 16)
+    with pytest.raises(DataError, match="no word of"):
+        encode_query(run, text="zyxwvut qqqq")
+    idx = tmp_path / "dvsh.index"
+    assert cli(["index", "build", "--checkpoint", str(run), "--backend", "numpy", "--split", "all", "--out", str(idx)]) == 0
+    capsys.readouterr()
+    assert cli(["search", "--index", str(idx), "--text", f"{word} zyxwvut", "--k", "5", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert len(hits) == 5
