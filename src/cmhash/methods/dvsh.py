@@ -48,6 +48,7 @@ class DVSH(DeepHashMethod):
     name: ClassVar[str] = "dvsh"
     uses_labels: ClassVar[bool] = True
     text_input: ClassVar[str] = "tokens"
+    TEST_HPARAMS: ClassVar[dict[str, Any]] = {"hidden": 16, "image_hidden": 32, "fusion_image_dim": 8}
     DEFAULTS: ClassVar[dict[str, Any]] = {
         # objective (methods-spec section 4; margins and lambda: toolkit defaults, see docs/dvsh.md)
         "margin": 0.5,  # mu_c: similar pairs pushed to cos >= margin
