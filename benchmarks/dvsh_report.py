@@ -1,6 +1,6 @@
 """Print the DVSH result tables (markdown) from finished runs: labelled sets beside other methods, Flickr8k Recall@K.
 
-    python benchmarks/dvsh_report.py --runs /work/runs/table1
+    python benchmarks/dvsh_report.py --runs /work/runs/table1,/work/runs/scm
 
 Reads ``RUNS/<dataset>/<method>/<variant>/<bits>bits/seed<k>/metrics.json`` (the layout of
 ``cmhash reproduce table1``) for DVSH and whatever other methods are there, on Fashion and
@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 
 
-def cells(root: Path, dataset: str):
+def cells(roots, dataset: str):
     out = defaultdict(list)  # (method, bits) -> [metrics]
-    for f in sorted((root / dataset).glob("*/*/*bits/seed*/metrics.json")):
+    files = [f for root in roots for f in sorted((Path(root) / dataset).glob("*/*/*bits/seed*/metrics.json"))]
+    for f in files:
         m = json.loads(f.read_text())
         variant = f.parts[-4]
         if variant != m["method"]:  # e.g. shortened-epoch variants: not the preset
@@ -37,7 +38,7 @@ def fmt(values):
     return f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
 
 
-def labelled_table(root: Path, dataset: str) -> str:
+def labelled_table(root, dataset: str) -> str:
     c = cells(root, dataset)
     if not c:
         return f"(no runs for {dataset})\n"
@@ -70,7 +71,7 @@ def labelled_table(root: Path, dataset: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def recall_table(root: Path) -> str:
+def recall_table(root) -> str:
     c = cells(root, "flickr8k")
     if not c:
         return "(no Flickr8k runs)\n"
@@ -96,9 +97,9 @@ def recall_table(root: Path) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", default="/work/runs/table1")
+    ap.add_argument("--runs", default="/work/runs/table1", help="comma list of run roots")
     args = ap.parse_args()
-    root = Path(args.runs)
+    root = [Path(r) for r in args.runs.split(",")]
     for ds in ("mirflickr", "fashion"):
         print(f"## {ds}\n")
         print(labelled_table(root, ds))
