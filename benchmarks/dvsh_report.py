@@ -90,8 +90,10 @@ def recall_table(root) -> str:
                 cols.append(" / ".join(r(f"recall@{k}", task, src) for k in (1, 5, 10)))
         lines.append(f"| {m} | {b} | {len(runs)} | " + " | ".join(cols) + " |")
     q = next(iter(c.values()))[0]
-    lines.append(f"\nQueries: {q['i2t'].get('n_queries')} images (I→T) against {q['i2t'].get('n_database')} captions; "
-                 f"{q['t2i'].get('n_queries')} captions (T→I) against {q['t2i'].get('n_database')} images.")
+    rv = q.get("real_valued") or {}
+    n_db = lambda t: (rv.get(t) or {}).get("n_database", q[t].get("n_database"))  # noqa: E731
+    lines.append(f"\nQueries: {q['i2t'].get('n_queries')} images (I→T) against {n_db('i2t')} captions; "
+                 f"{q['t2i'].get('n_queries')} captions (T→I) against {n_db('t2i')} images.")
     return "\n".join(lines) + "\n"
 
 
