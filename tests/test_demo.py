@@ -46,6 +46,11 @@ def test_demo_end_to_end(tmp_path, capsys):
 
     saved = Split.load(out / "split.json")
     assert saved.sizes() == split["sizes"] and saved.seed == 3
+    # each code length went through the one run of `cmhash train` (metrics.json + checkpoint.pt)
+    for b in (8, 16):
+        run = json.loads((out / f"cmfh-{b}bits" / "metrics.json").read_text())
+        assert run["i2t"]["map@50"] == rows[("cmfh", b)]["i2t"] and run["hparams"]["seed"] == 3
+        assert (out / f"cmfh-{b}bits" / "checkpoint.pt").exists()
 
 
 def test_demo_is_reproducible(tmp_path):

@@ -443,7 +443,8 @@ def table1_markdown(rows, dataset: str, ref_dir: Path | None = None, pairs: Sequ
             lines.append("| " + " | ".join(cells) + " |")
         out.append("\n".join(lines) + "\n")
     caption = (
-        f"Each seed draws its own split, initialisation and batch order. 'reference' = the independent reference "
+        f"A seed sets the initialisation and batch order, and the split where the protocol draws one (official splits "
+        f"are fixed). 'reference' = the independent reference "
         f"(independent_reference.md, its longest-trained row of the method), 'paper' = DJSRH paper Table 1 "
         f"(djsrh_table1_map50.csv). {PAPER_PROTOCOL.get(dataset, '')} Our protocol per method: see the protocol table."
     )

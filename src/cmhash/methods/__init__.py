@@ -1,11 +1,11 @@
 """Hashing methods, found by name: ``create_method("djsrh", bits=64, **hparams)``.
 
 Each method lives in its own module of this package and registers its class with
-``@METHODS.register("name")``; every module here that is not in :data:`SHARED_MODULES` is a
-method module and is imported on the first registry lookup, so adding a method means adding its
-file (no list to edit). Shared method math (base classes, similarity matrices, losses) lives once
-in the modules of :data:`SHARED_MODULES`; networks live in :mod:`cmhash.nets`, the training loop
-in :mod:`cmhash.training`.
+``@METHODS.register("name")``. Every module of the package (not starting with ``_``) is imported on
+the first registry lookup, so adding a method, or a module of math shared by methods, means adding
+its file: there is no list to edit (:data:`SHARED_MODULES` is informative only; a module that
+registers no method must be used by one, which ``tests/test_layout.py`` checks). Networks live in
+:mod:`cmhash.nets`, the training loop in :mod:`cmhash.training`.
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ SHARED_MODULES = ("base", "deep", "shallow", "similarity", "losses")
 
 
 def _method_modules() -> list[str]:
-    return sorted(
-        f"{__name__}.{m.name}" for m in pkgutil.iter_modules(__path__) if m.name not in SHARED_MODULES and not m.name.startswith("_")
-    )
+    """Every module of the package: importing the shared ones too is harmless, and no list needs editing."""
+    return sorted(f"{__name__}.{m.name}" for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
 
 
 METHODS: Registry = Registry("method", modules=_method_modules())
