@@ -220,3 +220,18 @@ def test_backbone_mode_trains_the_cnn_end_to_end_through_both_image_paths(tmp_pa
     assert m.nets["fusion"].image[0].in_features == m.nets["image"].hash.in_features  # the fusion net reads the CNN's features
     codes = m.encode(ds, "image")
     assert codes.shape == (8, 8) and set(np.unique(codes)) <= {-1, 1}
+
+
+def test_grid_report_reads_recall_runs(tmp_path):
+    """A Flickr8k run (Recall@K, no mAP) is collected by `cmhash reproduce` with Recall@10 and says so."""
+    import json
+
+    from cmhash.experiments.grid import Cell, collect
+
+    cell = Cell("dvsh", "dvsh", "flickr8k", 64, 0)
+    run = cell.run_dir(tmp_path)
+    run.mkdir(parents=True)
+    metrics = {"i2t": {"recall@1": 0.01, "recall@5": 0.04, "recall@10": 0.08}, "t2i": {"recall@1": 0.01, "recall@5": 0.05, "recall@10": 0.09}, "protocol": {}}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    (row,) = collect([cell], tmp_path)
+    assert (row["i2t"], row["t2i"]) == (0.08, 0.09) and row["protocol"]["metric"].startswith("Recall@10")
