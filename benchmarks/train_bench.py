@@ -11,6 +11,11 @@ BoW with ~4.6 tags per pair), or the real files with ``--real``.
     python benchmarks/train_bench.py                      # both sizes, 1 thread, 3 epochs
     python benchmarks/train_bench.py --threads 1,2 --epochs 2 --compare
     python benchmarks/train_bench.py --real --mir-features mir_effnet_lite0.npz
+    python benchmarks/train_bench.py --sizes fashion-dvsh,flickr8k-dvsh --epochs 2   # DVSH (LSTMs over sentences)
+
+DVSH sizes (``*-dvsh``): sentences of the real length distribution as random word ids, with
+1,280-d image features and labels: Fashion = 5,000 training titles (~7 words, 45 classes),
+Flickr8k = 7,500 training captions (~12 words, 1,500 images x 5, pair identity).
 
 ``--compare`` also times the step without the two speed-ups (sparse text input, fused SGD).
 The machine is shared: the load average is printed with every figure.
@@ -55,6 +60,30 @@ def synthetic(name: str, seed: int = 0) -> PairedDataset:
             txt[i, rng.choice(dt, size=max(1, rng.poisson(4.6)), replace=False)] = 1.0
     labels = np.eye(10, dtype=np.uint8)[rng.integers(0, 10, n)]
     return PairedDataset(name=name, ids=np.arange(n).astype(str), image_features=img, text_features=txt, labels=labels)
+
+
+DVSH_SIZES = {"fashion-dvsh": (5000, 7.0, 45, 1), "flickr8k-dvsh": (7500, 12.0, 1500, 5)}  # pairs, mean words, classes, captions/image
+
+
+def synthetic_sentences(name: str, seed: int = 0) -> PairedDataset:
+    """Random sentences (Poisson lengths around the real mean) over a 3,000-word vocabulary, image features, labels."""
+    rng = np.random.default_rng(seed)
+    n, mean_len, classes, per_image = DVSH_SIZES[name]
+    words = [f"w{i}" for i in range(3000)]
+    texts = [" ".join(rng.choice(words, size=max(1, rng.poisson(mean_len)))) for _ in range(n)]
+    img = np.maximum(rng.normal(0.3, 0.5, (n // per_image, 1280)), 0).astype(np.float32).repeat(per_image, axis=0)
+    labels = np.eye(classes, dtype=np.uint8)[(np.arange(n) // per_image) % classes]
+    return PairedDataset(name=name, ids=np.arange(n).astype(str), image_features=img, texts=texts, text_kind="sentence", labels=labels)
+
+
+def time_dvsh(ds, bits: int, epochs: int) -> tuple[float, float]:
+    """Median seconds per epoch and steps per second of DVSH's preset (three networks, batch 64) on the real trainer."""
+    method = create_method("dvsh", bits, epochs=epochs, glove=False)  # GloVe only sets initial values: same cost
+    method.fit(ds, progress=False, tensorboard=False, device="cpu")
+    hist = method.history
+    secs = [r["seconds"] for r in hist[1:]] or [hist[0]["seconds"]]
+    sps = [r["steps_per_second"] for r in hist[1:]] or [hist[0]["steps_per_second"]]
+    return float(np.median(secs)), float(np.median(sps))
 
 
 def real(name: str, args) -> PairedDataset:
@@ -173,6 +202,15 @@ def main() -> None:
         return
     print(f"torch {torch.__version__}, {os.cpu_count()} cores, {load()}")
     for name in args.sizes.split(","):
+        if name in DVSH_SIZES:
+            ds = synthetic_sentences(name)
+            print(f"\n== {name}: DVSH, {len(ds)} training pairs, image 1280-d, {np.mean([len(t.split()) for t in ds.texts]):.1f} words/text, "
+                  f"{len(ds) // 64} steps/epoch, {args.bits} bits")
+            for threads in [int(t) for t in args.threads.split(",")]:
+                torch.set_num_threads(threads)
+                spe, sps = time_dvsh(ds, args.bits, args.epochs)
+                print(f"  threads={threads}  dvsh (fusion + image + text nets, Adam) {spe:6.2f} s/epoch  {sps:6.1f} steps/s   ({load()})")
+            continue
         ds = real(name, args) if args.real else synthetic(name)
         print(f"\n== {name}: {len(ds)} training pairs, image {ds.image_features.shape[1]}-d, text {ds.text_features.shape[1]}-d, "
               f"{len(ds) // 32} steps/epoch, {args.bits} bits")

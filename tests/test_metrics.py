@@ -438,3 +438,22 @@ def test_aliases_are_recorded_under_the_canonical_name(data8):
     res = M.map_at_k(qB, dB, qL, dL, denominator="valid_queries", tie_break="numpy_default")
     assert res["protocol"]["denominator"] == "queries_with_relevant"
     assert res["protocol"]["tie_break"] == "legacy_unstable"
+
+
+def test_recall_at_k_dense_matches_a_plain_cosine_ranking():
+    from cmhash.metrics import recall_at_k_dense
+
+    rng = np.random.default_rng(3)
+    q, d = rng.standard_normal((40, 6)), rng.standard_normal((90, 6))
+    qg, dg = rng.integers(0, 30, 40), rng.integers(0, 30, 90)
+    got = recall_at_k_dense(q, d, qg, dg, ks=(1, 5, 10), chunk_size=7)
+    for k in (1, 5, 10):
+        found = 0
+        for i in range(40):
+            sims = [float(q[i] @ d[j] / np.linalg.norm(q[i]) / np.linalg.norm(d[j])) for j in range(90)]
+            top = sorted(range(90), key=lambda j: (-sims[j], j))[:k]
+            found += any(dg[j] == qg[i] for j in top)
+        assert got[f"recall@{k}"] == pytest.approx(found / 40)
+    assert got["n_queries"] == 40 and got["protocol"]["ranking"] == "cosine"
+    with pytest.raises(DataError):
+        recall_at_k_dense(q, d[:, :5], qg, dg)

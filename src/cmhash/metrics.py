@@ -943,6 +943,44 @@ def top_k(
     return acc.idx, acc.dist
 
 
+def recall_at_k_dense(
+    query,
+    db,
+    query_groups,
+    db_groups,
+    ks: Sequence[int] = DEFAULT_RECALL_KS,
+    *,
+    chunk_size: int = 1024,
+) -> dict[str, Any]:
+    """Recall@K by **cosine** ranking of real-valued embeddings (e.g. a hashing net before the sign).
+
+    The reference that binary codes lose against: same definition as :func:`recall_at_k` (share of
+    queries with an item of their group among the top K), ties broken by database index.
+    """
+    ks = _positive_ints("ks", ks)
+    q = np.asarray(query, dtype=np.float32)
+    d = np.asarray(db, dtype=np.float32)
+    if q.ndim != 2 or d.ndim != 2 or q.shape[1] != d.shape[1]:
+        raise DataError(f"recall_at_k_dense: query {q.shape} and database {d.shape} must be 2-D with the same width")
+    qg, dg = np.asarray(query_groups), np.asarray(db_groups)
+    if len(qg) != len(q) or len(dg) != len(d):
+        raise DataError("recall_at_k_dense: one group per query row and per database row")
+    qn = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+    dn = d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
+    kmax = min(max(ks), len(d))
+    hits = np.zeros((len(q), kmax), dtype=bool)
+    for s in range(0, len(q), chunk_size):
+        sim = qn[s : s + chunk_size] @ dn.T
+        order = np.argsort(-sim, axis=1, kind="stable")[:, :kmax]
+        hits[s : s + chunk_size] = dg[order] == qg[s : s + chunk_size, None]
+    first = np.cumsum(hits, axis=1) > 0
+    out = {f"recall@{k}": float(first[:, min(k, kmax) - 1].mean()) if len(q) else 0.0 for k in ks}
+    out["n_queries"] = int(len(q))
+    out["n_database"] = int(len(d))
+    out["protocol"] = {"ranking": "cosine", "tie_break": "stable_index", "relevance": "same group"}
+    return out
+
+
 # --------------------------------------------------------------------------- cross-modal report
 def _one_row_per_group(codes, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """Keep the first row of each group; also count groups whose rows have differing codes."""

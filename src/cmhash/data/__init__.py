@@ -23,6 +23,8 @@ SOURCES: Registry = Registry(
         "cmhash.data.sources.nuswide",
         "cmhash.data.sources.flickr8k",
         "cmhash.data.sources.fashion",
+        "cmhash.data.sources.iapr",
+        "cmhash.data.sources.coco",
         "cmhash.data.sources.folder",
         "cmhash.data.sources.synthetic",
     ],

@@ -223,7 +223,9 @@ def protocol_of(m: dict[str, Any]) -> dict[str, Any]:
         "split": split.get("protocol"),
         "split_sizes": split.get("sizes"),
         "split_params": split.get("params"),
-        "metric": f"mAP@{p.get('topk', 50)}" + (f" ({p['map_definition']})" if p.get("map_definition") else ""),
+        "metric": (f"mAP@{p.get('topk', 50)}" + (f" ({p['map_definition']})" if p.get("map_definition") else ""))
+        if "map@50" in m.get("i2t", {}) or "recall@10" not in m.get("i2t", {})
+        else "Recall@10 (pair identity: same image)",
         "tie_break": p.get("tie_break"),
         "selection": p.get("selection"),
         "validation": p.get("validation"),
@@ -248,8 +250,9 @@ def collect(cells: Sequence[Cell], root: Path) -> list[dict[str, Any]]:
         rows.append(
             {
                 **asdict(c),
-                "i2t": float(m["i2t"]["map@50"]),
-                "t2i": float(m["t2i"]["map@50"]),
+                # pair-identity runs (Flickr8k) have Recall@K instead of mAP: their tables show Recall@10
+                "i2t": float(m["i2t"]["map@50"] if "map@50" in m["i2t"] else m["i2t"]["recall@10"]),
+                "t2i": float(m["t2i"]["map@50"] if "map@50" in m["t2i"] else m["t2i"]["recall@10"]),
                 "seconds": m.get("seconds"),
                 "train_seconds": m.get("train_seconds_total") or m.get("train_seconds_epochs") or m.get("train_seconds"),
                 "seconds_per_epoch": m.get("seconds_per_epoch"),

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from cmhash.errors import CmhashError, DataError
-from cmhash.experiments.evaluation import evaluate_codes, make_validator
+from cmhash.experiments.evaluation import evaluate_codes, evaluate_recall, make_validator
 from cmhash.experiments.settings import DEFAULT_SPLITS
 from cmhash.io import write_json
 
@@ -207,9 +207,16 @@ def train_and_evaluate(
     query, database = ds.subset(split.query), ds.subset(split.database)
     q_img, q_txt = method.encode(query, "image"), method.encode(query, "text")
     db_img, db_txt = method.encode(database, "image"), method.encode(database, "text")
-    if not labels_ok:
-        raise DataError(f"{ds.name}: no labels, so mAP cannot be computed (use a labelled dataset)")
-    result = evaluate_codes(q_img, q_txt, db_img, db_txt, query.labels, database.labels)
+    pair_identity = ds.groups is not None and (not labels_ok or str(ds.meta.get("relevance", "")).startswith("same group"))
+    if pair_identity:  # Flickr8k: Recall@K (one image row per group), and from real values when the method has them
+        emb = None
+        if hasattr(method, "embeddings"):
+            emb = {f"{side}_{mod}": method.embeddings(part, mod) for side, part in (("q", query), ("db", database)) for mod in ("image", "text")}
+        result = evaluate_recall(q_img, q_txt, db_img, db_txt, query.groups, database.groups, embeddings=emb)
+    elif labels_ok:
+        result = evaluate_codes(q_img, q_txt, db_img, db_txt, query.labels, database.labels)
+    else:
+        raise DataError(f"{ds.name}: no labels and no pair groups, so nothing defines relevance (use a labelled or captioned dataset)")
     eval_seconds = time.perf_counter() - t_eval
     history = [r for r in (getattr(method, "history", None) or []) if isinstance(r, dict)] if getattr(method, "deep", False) else []
     epoch_secs = [float(r["seconds"]) for r in history if "seconds" in r]
@@ -235,6 +242,7 @@ def train_and_evaluate(
         "train_seconds_total": float(np.sum(epoch_secs) + overhead) if epoch_secs else None,
         "validation": {k: v for k, v in (last_val or {}).items() if k.startswith("val_") or k == "epoch"} or None,
         "curves": result.get("curves"),
+        "real_valued": result.get("real_valued"),
         "hparams": method.hparams,
         "provenance": provenance or {},
         "features": {k: v for k, v in meta["features"].items() if k not in ("vocabulary", "encoders")},
@@ -255,9 +263,13 @@ def train_and_evaluate(
 
 
 def summary_line(m: dict[str, Any]) -> str:
+    if "map@50" in m["i2t"]:
+        scores = f"i2t mAP@50 {m['i2t']['map@50']:.4f}  t2i mAP@50 {m['t2i']['map@50']:.4f}  "
+    else:  # pair-identity data: Recall@K
+        scores = "  ".join(f"{t} " + " ".join(f"R@{k.split('@')[1]} {v:.3f}" for k, v in m[t].items() if k.startswith("recall@")) for t in ("i2t", "t2i")) + "  "
     return (
         f"{m['method']} {m['dataset']} {m['bits']} bits seed {m['seed']}: "
-        f"i2t mAP@50 {m['i2t']['map@50']:.4f}  t2i mAP@50 {m['t2i']['map@50']:.4f}  "
+        f"{scores}"
         f"({m['seconds']:.1f} s" + (f", {m['seconds_per_epoch']:.2f} s/epoch)" if m.get("seconds_per_epoch") else ")")
     )
 

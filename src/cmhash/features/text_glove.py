@@ -21,12 +21,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from cmhash.data.text import Vocabulary, tokenize
+from cmhash.data.sequences import OFFSET, PAD, UNK, pad_sequences, words  # noqa: F401 - one id convention
+from cmhash.data.text import Vocabulary
 from cmhash.errors import DataError, MissingDependencyError, MissingFileError
 from cmhash.features.base import TEXT_ENCODERS
 from cmhash.features.text_bow import VocabularyEncoder
 
-PAD, UNK, OFFSET = 0, 1, 2
 _GLOVE: dict[str, Any] = {}
 
 
@@ -60,7 +60,7 @@ def load_glove() -> tuple[dict[str, int], np.ndarray]:
 
 
 def word_tokens(text: str) -> list[str]:
-    return tokenize(text or "", "sentence")
+    return words(text)
 
 
 class GloveEncoder(VocabularyEncoder):
@@ -120,16 +120,9 @@ class GloveEncoder(VocabularyEncoder):
     def sequences(self, texts: Sequence[str], max_len: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Texts -> (ids (n, max_len) int64 right-padded with 0, lengths (n,) int64; at least 1 per text)."""
         self._check_fitted()
-        L = int(max_len or self.options["max_len"])
-        ids = np.zeros((len(texts), L), dtype=np.int64)
-        lengths = np.zeros(len(texts), dtype=np.int64)
-        for i, text in enumerate(texts):
-            toks = [OFFSET + self.vocab.index[t] if t in self.vocab.index else UNK for t in word_tokens(text)][:L]
-            if not toks:
-                toks = [UNK]
-            ids[i, : len(toks)] = toks
-            lengths[i] = len(toks)
-        return ids, lengths
+        index = self.vocab.index
+        seqs = [[OFFSET + index[t] if t in index else UNK for t in word_tokens(text)] for text in texts]
+        return pad_sequences(seqs, int(max_len or self.options["max_len"]))
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         self._check_fitted()
@@ -142,6 +135,24 @@ class GloveEncoder(VocabularyEncoder):
             if r:
                 out[i] = np.asarray(vectors[np.asarray(r)], dtype=np.float32).mean(axis=0)
         return out
+
+
+def glove_table(vocabulary, seed: int = 0, unknown_scale: float = 0.1) -> tuple[np.ndarray, float]:
+    """Embedding table for a :class:`~cmhash.data.sequences.SequenceVocabulary` from GloVe 6B 50-d.
+
+    Returns ``(table (vocabulary.size, 50) float32, GloVe coverage of the vocabulary)``. Row 0
+    (PAD) is zero; row 1 (UNK) and words GloVe lacks get N(0, unknown_scale^2) vectors drawn
+    with ``seed``, so they are distinguishable yet trainable.
+    """
+    index, vectors = load_glove()
+    tokens = vocabulary.vocab.tokens
+    rows = np.asarray([index.get(t, -1) for t in tokens], dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    out = (rng.standard_normal((vocabulary.size, vectors.shape[1])) * unknown_scale).astype(np.float32)
+    out[PAD] = 0.0
+    known = rows >= 0
+    out[OFFSET + np.flatnonzero(known)] = np.asarray(vectors[rows[known]], dtype=np.float32)
+    return out, float(known.mean()) if len(rows) else 0.0
 
 
 @TEXT_ENCODERS.register("glove")

@@ -91,7 +91,7 @@ def encode_query(checkpoint: str | Path, text: str | None = None, image: str | P
         feats = featurizer.text(str(text))
         if featurizer.text_is_empty(feats):
             raise DataError(
-                f'no word of "{text}" is in the model\'s text vocabulary ({feats.shape[1]} tags/words), so the query carries no '
+                f'no word of "{text}" is in the model\'s text vocabulary ({featurizer.vocabulary_size(feats)}), so the query carries no '
                 "information; use words from the collection's tags"
             )
         return ckpt.encode(feats, "text"), "text"

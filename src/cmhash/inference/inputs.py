@@ -125,15 +125,32 @@ class QueryFeaturizer:
         self._encoders["text"] = fn
         return fn
 
-    def text(self, texts) -> np.ndarray:
-        """(n, text_dim) float32 features of raw texts."""
+    @property
+    def reads_tokens(self) -> bool:
+        """True for models that read word sequences (DVSH): they tokenise raw text with their own vocabulary."""
+        return self.spec is not None and getattr(self.spec, "text_mode", "features") == "tokens"
+
+    def text(self, texts):
+        """(n, text_dim) float32 features of raw texts; for token models the texts themselves (the model tokenises)."""
         if isinstance(texts, str):
             texts = [texts]
+        if self.reads_tokens:
+            return list(texts)
         return np.asarray(self._text_encoder()(texts), dtype=np.float32)
 
-    def text_is_empty(self, feats: np.ndarray) -> bool:
-        """True when a vocabulary text query matched no known token."""
+    def text_is_empty(self, feats) -> bool:
+        """True when a vocabulary text query matched no known token (token models: every word unknown)."""
+        if self.reads_tokens:
+            vocab = getattr(self.ckpt.method, "vocabulary", None)
+            return vocab is not None and all(vocab.unknown_rate([t]) == 1.0 or not t.strip() for t in feats)
         return "text" not in (self.features.get("encoders") or {}) and not np.any(feats)
+
+    def vocabulary_size(self, feats) -> str:
+        """How many words/tags the model knows (for messages)."""
+        if self.reads_tokens:
+            vocab = getattr(self.ckpt.method, "vocabulary", None)
+            return f"{len(vocab.vocab) if vocab is not None else 0} words"
+        return f"{feats.shape[1]} tags/words"
 
     # ------------------------------------------------------------------ image
     def _image_encoder(self):

@@ -82,3 +82,41 @@ def dbrc_reconstruction_loss(
 
 
 __all__ = ["dbrc_reconstruction_loss", "inverse_scale_penalty", "jdsh_loss", "reconstruction_loss"]
+
+
+# ----------------------------------------------------------------------------- DVSH
+def pair_signs(labels_a: torch.Tensor, labels_b: torch.Tensor) -> torch.Tensor:
+    """s_ij = +1 when items i and j share at least one label, else -1 (multi-hot rows)."""
+    shared = labels_a.float() @ labels_b.float().t()
+    return torch.where(shared > 0, 1.0, -1.0)
+
+
+def cosine_margin_loss(a: torch.Tensor, b: torch.Tensor, signs: torch.Tensor, margin: float = 0.5, negative_margin: float | None = None, balance: bool = True) -> torch.Tensor:
+    """DVSH's cosine max-margin loss over labelled pairs (methods-spec section 4).
+
+    Spec form (``negative_margin=None``): ``max(0, margin - s_ij cos(a_i, b_j))``, i.e. similar
+    pairs pushed to cos >= margin and dissimilar ones to cos <= -margin. ``negative_margin=m``
+    asks only cos <= m of dissimilar pairs (0: orthogonal, reachable by many classes at once).
+    ``balance`` averages similar and dissimilar pairs separately and adds the two means, so rare
+    positive pairs (one in a batch for pair-identity data) are not swamped.
+    """
+    cos = F.normalize(a, dim=1) @ F.normalize(b, dim=1).t()
+    pos = signs > 0
+    neg_m = margin if negative_margin is None else -float(negative_margin)
+    hinge = torch.where(pos, F.relu(margin - cos), F.relu(neg_m + cos))
+    if not balance:
+        return hinge.mean()
+    out = hinge.new_zeros(())
+    if pos.any():
+        out = out + hinge[pos].mean()
+    if (~pos).any():
+        out = out + hinge[~pos].mean()
+    return out
+
+
+def bitwise_margin_loss(h: torch.Tensor, margin: float = 0.5) -> torch.Tensor:
+    """DVSH's bit-wise max-margin quantisation loss: mean over bits of ``max(0, margin - |h_ik|)``."""
+    return F.relu(margin - h.abs()).mean()
+
+
+__all__ = ["reconstruction_loss", "pair_signs", "cosine_margin_loss", "bitwise_margin_loss"]
