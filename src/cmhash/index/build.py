@@ -37,17 +37,46 @@ def dataset_metadata(dataset, ids: Sequence[str] | None = None) -> list[dict[str
             )
         rows = np.asarray([where[v] for v in wanted], dtype=np.int64)
     out = []
+    grouped = is_caption_dataset(dataset)
     for i in rows.tolist():
         item: dict[str, Any] = {}
         if dataset.texts is not None:
             item["text"] = dataset.texts[i]
         if dataset.images is not None:
             item["image"] = dataset.images.ref(i)
-        if dataset.labels is not None:
+        if grouped:  # relevance is "same image": the image name is the readable label
+            item["group"] = str(dataset.groups[i])
+        elif dataset.labels is not None:
             on = np.flatnonzero(dataset.labels[i]).tolist()
             item["labels"] = [dataset.label_names[j] for j in on] if dataset.label_names else on
         out.append(item)
     return out
+
+
+def is_caption_dataset(dataset) -> bool:
+    """True for pair-identity data (several captions per image, no class labels): Flickr8k."""
+    groups = getattr(dataset, "groups", None)
+    relevance = str((dataset.meta or {}).get("relevance", ""))
+    return groups is not None and (dataset.labels is None or relevance.startswith("same group"))
+
+
+def group_items(ids, groups, metadata: list[dict] | None) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """One image item per group: (first row of each group, group names, metadata with all its texts)."""
+    groups = np.asarray(groups).astype(str)
+    _, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
+    order = np.argsort(first)  # groups in order of first appearance
+    first = first[order]
+    texts: dict[str, list[str]] = {}
+    for row, g in enumerate(groups.tolist()):
+        if metadata is not None and metadata[row].get("text") is not None:
+            texts.setdefault(g, []).append(metadata[row]["text"])
+    metas = []
+    for row in first.tolist():
+        g = groups[row]
+        m = {k: v for k, v in (metadata[row] if metadata is not None else {}).items() if k != "text"}
+        m.update(group=str(g), texts=texts.get(str(g), []), text=(texts.get(str(g)) or [None])[0])
+        metas.append(m)
+    return first, groups[first], metas
 
 
 def _add_in_batches(index: CrossModalIndex, ids, codes: dict[str, np.ndarray], metadata, progress: bool) -> None:
@@ -80,14 +109,29 @@ def build_index(
     metadata: list | None = None,
     info: dict[str, Any] | None = None,
     progress: bool = False,
+    groups=None,
     **options: Any,
 ) -> CrossModalIndex:
-    """A CrossModalIndex over ``codes`` ({"image": (n, bits), "text": (n, bits)}, either or both)."""
+    """A CrossModalIndex over ``codes`` ({"image": (n, bits), "text": (n, bits)}, either or both).
+
+    ``groups`` (one image name per row, caption datasets): one image item per group and one text
+    item per row (per-modality items), so each image is found once.
+    """
     modalities = [m for m in MODALITIES if codes.get(m) is not None]
     if not modalities:
         raise DataError("no codes to index: give image codes, text codes or both")
+    if groups is not None and "image" in modalities:
+        info = {**(info or {}), "items": "per_modality"}
     index = CrossModalIndex.create(backend, bits, modalities=modalities, info=info, **options)
-    _add_in_batches(index, ids, {m: codes[m] for m in modalities}, metadata, progress)
+    if groups is not None and "image" in modalities:
+        rows, names, metas = group_items(ids, groups, metadata)
+        index.add_modality("image", names, codes["image"][rows], metadata=metas)
+        if "text" in modalities:
+            for start in range(0, len(ids), ADD_BATCH):
+                stop = min(start + ADD_BATCH, len(ids))
+                index.add_modality("text", ids[start:stop], codes["text"][start:stop], metadata=metadata[start:stop] if metadata is not None else None)
+    else:
+        _add_in_batches(index, ids, {m: codes[m] for m in modalities}, metadata, progress)
     index.flush()  # Milvus: sealed and indexed before anyone searches it
     return index
 
@@ -165,11 +209,14 @@ def build_from_checkpoint(
 ) -> CrossModalIndex:
     """Encode a dataset (by default the one the model was trained on) with a trained model and index its image and text codes."""
     from cmhash.index.encoding import encode_collection
+    from cmhash.index.provenance import checkpoint_file, checkpoint_sha256
 
+    sha = checkpoint_sha256(checkpoint)
     coll = encode_collection(checkpoint, dataset_name, data_root, split=split, dataset_options=dataset_options, features=features, progress=progress)
     full_info = {
         "source": "checkpoint",
-        "checkpoint": str(Path(checkpoint).resolve()),
+        "checkpoint": str(checkpoint_file(checkpoint).resolve()),
+        "checkpoint_sha256": sha,
         "dataset": coll.info.get("dataset", dataset_name),
         "data_root": coll.info.get("data_root") if data_root is None else str(Path(data_root).resolve()),
         "dataset_options": dataset_options or {},
@@ -177,4 +224,6 @@ def build_from_checkpoint(
         **coll.info,
         **(info or {}),
     }
-    return build_index(coll.ids, coll.codes, bits=coll.bits, backend=backend, metadata=coll.metadata, info=full_info, progress=progress, **options)
+    return build_index(
+        coll.ids, coll.codes, bits=coll.bits, backend=backend, metadata=coll.metadata, info=full_info, progress=progress, groups=coll.groups, **options
+    )
