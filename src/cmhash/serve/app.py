@@ -16,7 +16,6 @@ Endpoints (JSON unless said otherwise):
 * ``GET /``: the web page (static files, no build step).
 """
 
-from __future__ import annotations
 
 import hmac
 import io
