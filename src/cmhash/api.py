@@ -55,7 +55,7 @@ class Hit:
 class Model:
     """A trained checkpoint ready to encode raw texts and images into ±1 codes (thread-safe)."""
 
-    def __init__(self, path: str | os.PathLike, threads: int | None = 1):
+    def __init__(self, path: str | os.PathLike, threads: int | None = None):
         from cmhash.index.provenance import checkpoint_file, checkpoint_sha256
         from cmhash.methods.checkpoint import load_checkpoint
         from cmhash.methods.inference import QueryFeaturizer
@@ -95,9 +95,9 @@ class Model:
         return normalise_text_query(text, self.features, self.vocabulary)
 
     def _run(self, fn):
-        from cmhash.threads import limit_threads
-
-        with self._lock, limit_threads(self.threads):
+        # one model call at a time; torch's thread count is set once by the caller (`cmhash serve
+        # --threads`), not per call: threadpoolctl's per-call limit cost 5 ms per query
+        with self._lock:
             return fn()
 
     def encode_text(self, texts: str | Sequence[str]) -> np.ndarray:
@@ -155,7 +155,7 @@ _MODELS: dict[tuple[str, str], Model] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def load(run: str | os.PathLike, threads: int | None = 1) -> Model:
+def load(run: str | os.PathLike, threads: int | None = None) -> Model:
     """The model of a training run (folder or checkpoint.pt); reloaded when the file's content changes."""
     from cmhash.index.provenance import checkpoint_file, checkpoint_sha256
 

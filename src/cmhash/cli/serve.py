@@ -53,6 +53,10 @@ def run(args) -> int:
     from cmhash.cli.index import use_passive_openmp
 
     use_passive_openmp()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)  # once for the process; queries are small
     from cmhash.api import open_index
 
     if args.demo:

@@ -43,14 +43,21 @@ class _Thumbnails:
     def __init__(self, roots: list[Path], size: int = THUMB_PX, capacity: int = THUMB_CACHE):
         self.roots, self.size, self.capacity = roots, size, capacity
         self._cache: OrderedDict[str, bytes] = OrderedDict()
+        self._where: dict[str, Path | None] = {}
         self._lock = threading.Lock()
 
     def resolve(self, ref: str | None) -> Path | None:
+        """The file of an image reference, or None (remembered: results ask for it on every query)."""
         if not ref:
             return None
+        if ref in self._where:
+            return self._where[ref]
         p = Path(ref)
         candidates = [p] if p.is_absolute() else [p, *(r / p for r in self.roots)]
-        return next((c for c in candidates if c.is_file()), None)
+        found = next((c for c in candidates if c.is_file()), None)
+        if len(self._where) < 1_000_000:
+            self._where[ref] = found
+        return found
 
     def get(self, ref: str) -> bytes | None:
         with self._lock:
@@ -173,7 +180,8 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = MAX
     @app.get("/health")
     def health():
         d = index.describe()
-        return {"status": "ok", "items": d["count"], "counts": d.get("counts"), "bits": d["bits"], "backend": d["backend"],
+        b = app.state.batcher
+        return {"status": "ok", "items": d["count"], "text_batches": {"batches": b.batches, "queries": b.items}, "counts": d.get("counts"), "bits": d["bits"], "backend": d["backend"],
                 "per_modality_items": index.index.per_modality_items, "model": model_info(), "dataset": info.get("dataset")}
 
     @app.get("/metrics")
@@ -181,19 +189,38 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = MAX
         update_gauge()
         return Response(generate_latest(metrics["registry"]), media_type=CONTENT_TYPE_LATEST)
 
+    def run_text_batch(batch: list) -> list:
+        """[(read_as text, k, target)] -> per query its hits; one forward pass and one scan per target."""
+        model = index.model
+        codes = model.encode_text([b[0] for b in batch])
+        out: list = [None] * len(batch)
+        by_target: dict[str, list[int]] = {}
+        for i, (_, _, target) in enumerate(batch):
+            by_target.setdefault(target, []).append(i)
+        for target, rows in by_target.items():
+            kmax = max(batch[i][1] for i in rows)
+            hits = index.search_codes(codes[rows], kmax, target)
+            for i, h in zip(rows, hits):
+                out[i] = h[: batch[i][1]]
+        return out
+
+    from cmhash.serve.batcher import QueryBatcher
+
+    batcher = QueryBatcher(run_text_batch)
+    app.state.batcher = batcher
+
     @app.get("/search")
-    def search(q: str = Query("", max_length=2000), k: int = Query(10, ge=1, le=MAX_K), target: str = Query("image", pattern="^(image|text|both)$")):
+    async def search(q: str = Query("", max_length=2000), k: int = Query(10, ge=1, le=MAX_K), target: str = Query("image", pattern="^(image|text|both)$")):
         t0 = time.perf_counter()
         try:
-            model = index.model
-            read_as = model.read_text(q)
-            hits = index.search_codes(model.encode_text(q), k, target)[0]
+            read_as = index.model.read_text(q)
         except UnreadableQueryError as exc:
             metrics["queries"].labels("text", "unreadable").inc()
             return error(422, str(exc), "unreadable_query", suggestions=exc.suggestions, reads=exc.reads)
+        hits = await batcher.submit((read_as, k, target))
         metrics["queries"].labels("text", "ok").inc()
-        return {"query": q, "read_as": read_as, "modality": "text", "target": target, "k": k,
-                "took_ms": round((time.perf_counter() - t0) * 1000, 2), "results": [hit_json(h) for h in hits]}
+        return JSONResponse({"query": q, "read_as": read_as, "modality": "text", "target": target, "k": k,
+                             "took_ms": round((time.perf_counter() - t0) * 1000, 2), "results": [hit_json(h) for h in hits]})
 
     async def read_upload(upload: UploadFile | None):
         if upload is None:
