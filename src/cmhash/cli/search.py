@@ -61,7 +61,12 @@ def _query(args, index):
                 "(or query with --like ID / --query-codes)"
             )
         codes, modality = encode_query(checkpoint, text=args.text, image=args.image, info=index.info)
-        return codes, modality, f'{modality} "{args.text}"' if how == "text" else f"image {args.image}"
+        if how == "image":
+            return codes, modality, f"image {args.image}"
+        from cmhash.api import load
+
+        read_as = load(checkpoint).read_text(args.text)
+        return codes, modality, f'text "{args.text}"' + (f" (read as: {read_as})" if read_as != args.text else "")
     if how == "like":
         like = args.like
         if getattr(index.primary, "id_kind", None) == "int":

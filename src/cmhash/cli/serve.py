@@ -74,6 +74,7 @@ def run(args) -> int:
         overrides["threads"] = args.threads
     index = open_index(index_path, model=checkpoint, **overrides)
     model = index.model  # load and check the model now, not on the first query
+    _warm_up(index)
     key = os.environ.get(args.api_key_env) or None
     from cmhash.serve.app import create_app
 
@@ -88,3 +89,19 @@ def run(args) -> int:
 
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
     return 0
+
+
+def _warm_up(index) -> None:
+    """Load the text (MiniLM) and image encoders before the first request rather than during it."""
+    from cmhash.errors import CmhashError
+
+    try:
+        index.search_text(index.model.vocabulary.tokens[0] if index.model.vocabulary is not None else "a photo", k=1)
+    except CmhashError:
+        pass
+    try:
+        from PIL import Image
+
+        index.model.encode_image(Image.new("RGB", (64, 64), (128, 128, 128)))
+    except CmhashError:
+        pass  # a model without an image encoder still serves text queries

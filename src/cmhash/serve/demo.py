@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-DEMO_EPOCHS = 8
+DEMO_EPOCHS = 5
 DEFAULT_DATA = Path("..") / "shared" / "data" / "flickr8k"
 
 
@@ -41,6 +41,11 @@ def build_demo(demo_dir=None, data_root=None, *, epochs: int = DEMO_EPOCHS, bits
     run = out / f"{name}-{bits}"
     index = out / f"{name}-{bits}.index"
     if not (run / "checkpoint.pt").is_file():
+        if name == "flickr8k":
+            from cmhash.features.prepared import prepare
+
+            _log("image and caption features (reused when ~/.cache/cmhash/features/flickr8k is complete)")
+            prepare("flickr8k", root, progress=True)
         _log(f"training DJSRH ({bits} bits, {epochs} epochs) on {name} into {run}")
         args = ["train", "djsrh", *data, "--bits", str(bits), "--epochs", str(epochs), "--threads", "1", "--out", str(run), "--no-progress"]
         if cli(args) != 0:

@@ -78,7 +78,9 @@ $("file").addEventListener("change", (e) => { const f = e.target.files[0]; if (f
   const { ok, body } = await call("/health");
   if (ok) {
     const m = body.model || {};
-    $("status").textContent = `${body.items.toLocaleString()} items · ${body.bits} bits · ${body.backend}` + (m.method ? ` · ${m.method}, reads ${m.text_input}` : "");
+    const c = body.counts || {};
+    const items = body.per_modality_items ? `${(c.image || 0).toLocaleString()} images · ${(c.text || 0).toLocaleString()} texts` : `${body.items.toLocaleString()} items`;
+    $("status").textContent = `${items} · ${body.bits} bits · ${body.backend}` + (m.method ? ` · ${m.method}, reads ${m.text_input}` : "");
   } else { $("status").textContent = "server unavailable"; }
   const q = new URLSearchParams(location.search).get("q");
   if (q) { $("q").value = q; runText(); }
