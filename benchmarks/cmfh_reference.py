@@ -72,7 +72,7 @@ def load_mirflickr_features(path: Path, data_root: Path | None) -> PairedDataset
             "`cmhash features prepare mirflickr --data-root ../shared/data/mirflickr25k` or pass --mir-features FILE.npz"
         )
     if path.is_dir():  # a cmhash feature cache: the source gives ids, labels and the tag BoW
-        from cmhash.methods.experiment import attach_features
+        from cmhash.features.attach import attach_features
 
         return attach_features(load_dataset("mirflickr", data_root), path)
     z = np.load(path, allow_pickle=False)

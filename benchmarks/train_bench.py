@@ -1,7 +1,7 @@
 """DJSRH training speed on CPU, feature mode, at Wiki and MIRFlickr sizes; and what a step costs.
 
 Prints, per setting: seconds per epoch and optimiser steps per second of the real training loop
-(``cmhash.methods.trainer.Trainer``, checkpoints off), then a per-phase profile of one step
+(``cmhash.training.trainer.Trainer``, checkpoints off), then a per-phase profile of one step
 (similarity target, forward, backward, optimiser) and the top operators from ``torch.profiler``.
 
 Data: random tensors of the real shapes (Wiki: 2,173 pairs, 128-d SIFT BoW image features, 10-d
@@ -33,7 +33,7 @@ import torch  # noqa: E402
 from cmhash.data.dataset import PairedDataset  # noqa: E402
 from cmhash.methods import create_method  # noqa: E402
 from cmhash.methods.deep import Batch  # noqa: E402
-from cmhash.methods.trainer import TrainConfig, Trainer, epoch_batches  # noqa: E402
+from cmhash.training.trainer import TrainConfig, Trainer, epoch_batches  # noqa: E402
 
 PRESETS = {
     "wiki": dict(beta=0.3, lambda1=0.3, lambda2=0.3, lr_image=0.01, lr_text=0.01),
@@ -60,7 +60,7 @@ def synthetic(name: str, seed: int = 0) -> PairedDataset:
 def real(name: str, args) -> PairedDataset:
     from cmhash.data import load_dataset
     from cmhash.data.splits import make_split
-    from cmhash.methods.experiment import attach_features
+    from cmhash.features.attach import attach_features
 
     if name == "wiki":
         ds = load_dataset("wiki", Path(args.data) / "wikipedia")

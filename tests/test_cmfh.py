@@ -61,8 +61,8 @@ def test_registered_and_created_from_every_preset():
     assert set(available("cmfh")) >= {"mirflickr", "wiki", "nuswide", "synthetic"}
     for section in available("cmfh"):
         preset = load_preset("cmfh", section)
-        assert preset["_source"]
-        model = create_method("cmfh", 32, **preset)
+        assert preset.source
+        model = create_method("cmfh", 32, **preset.hparams)
         assert model.hparams["gamma"] == 0.01 and model.hparams["mu"] == 100.0 and model.hparams["alpha"] == [0.5, 0.5]
         assert model.hparams["iterations"] == 30
 
@@ -207,7 +207,7 @@ def test_reproduces_the_reference_on_real_wiki():
 
     ds = load_dataset("wiki", shared_subdir("wikipedia"))
     train, query = ds.subset(ds.official_splits["train"]), ds.subset(ds.official_splits["query"])
-    model = create_method("cmfh", 32, seed=0, **load_preset("cmfh", "wiki")).fit(train, threads=1)
+    model = create_method("cmfh", 32, seed=0, **load_preset("cmfh", "wiki").hparams).fit(train, threads=1)
     i2t, t2i = maps(model, query, train)  # database = the training set (official protocol)
     assert i2t == pytest.approx(0.248, abs=0.015)
     assert t2i == pytest.approx(0.419, abs=0.02)

@@ -96,8 +96,10 @@ def test_method_preference_picks_the_first_registered(monkeypatch):
     assert demo.pick_method("auto") == "cmfh"
     assert demo.pick_method("demo-fake") == "demo-fake"
     # without a preset file the method runs with its own defaults
-    assert demo.method_preset("demo-fake") == {}
-    assert demo.method_preset("cmfh")["_source"]
+    hparams, run, prov = demo.method_preset("demo-fake")
+    assert hparams == {} and run == {} and prov["dataset_preset"] is None
+    hparams, run, prov = demo.method_preset("cmfh")
+    assert prov["dataset_preset"] == "synthetic" and prov["source"] and hparams["iterations"] == 30
 
 
 def test_methods_missing_a_package_are_skipped(monkeypatch):

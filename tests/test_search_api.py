@@ -13,7 +13,7 @@ import torch
 import cmhash
 from cmhash.cli import main as cli
 from cmhash.errors import DataError
-from cmhash.queries import UnreadableQueryError, query_tokens
+from cmhash.inference.queries import UnreadableQueryError, query_tokens
 from serve_fixtures import caption_run, tag_run
 
 torch.set_num_threads(1)

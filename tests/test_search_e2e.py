@@ -13,7 +13,7 @@ from cmhash.data import load_dataset
 from cmhash.errors import DataError
 from cmhash.index import load_index
 from cmhash.index.encoding import encode_collection, encode_query
-from cmhash.methods.checkpoint import load_checkpoint
+from cmhash.inference import load_checkpoint
 from features_fixtures import write_mirflickr_fixture
 
 torch.set_num_threads(1)
@@ -75,7 +75,7 @@ def test_search_by_text_returns_relevant_images_through_each_exact_backend(synth
         index.close()
     ds = load_dataset("synthetic", None, **SYN_OPTIONS)
     ck = load_checkpoint(synthetic_run)
-    from cmhash.methods.inference import checkpoint_split
+    from cmhash.inference.inputs import checkpoint_split
 
     split = checkpoint_split(ck, ds)
     hits, base = [], []

@@ -16,8 +16,9 @@ from cmhash.cli import main as cli
 from cmhash.data.dataset import PairedDataset
 from cmhash.errors import CmhashError, DataError
 from cmhash.methods import create_method
-from cmhash.methods.checkpoint import load_checkpoint, read_payload
-from cmhash.methods.trainer import LOG_CSV, TrainConfig, Trainer, epoch_batches
+from cmhash.inference import load_checkpoint
+from cmhash.training.checkpoint import read_payload
+from cmhash.training.trainer import LOG_CSV, TrainConfig, Trainer, epoch_batches
 
 torch.set_num_threads(1)
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -228,7 +229,7 @@ def test_cli_errors_are_clear(tmp_path, capsys):
 
 
 def test_attach_features_matches_rows_by_id_and_reports_missing_ones(tmp_path):
-    from cmhash.methods.experiment import attach_features
+    from cmhash.features.attach import attach_features
 
     ds = tiny(n=50)
     ds.image_features = None
@@ -262,7 +263,7 @@ def test_cli_reproduce_table1_runs_the_grid_skips_done_runs_and_reports(tmp_path
 
 
 def test_reference_tables_are_read_beside_ours(tmp_path):
-    from cmhash.methods import reproduction as R
+    from cmhash.experiments import grid as R
 
     ref = tmp_path / "ref"
     ref.mkdir()
@@ -312,7 +313,7 @@ def _fake_rows():
 
 def test_ablation_table_and_paired_eta_effect():
     from cmhash.cli.reproduce import ablation_report
-    from cmhash.methods import reproduction as R
+    from cmhash.experiments import grid as R
 
     rows = _fake_rows()
     eff = R.paired_effect(rows, "mirflickr", "djsrh-4", "djsrh-3")
@@ -323,7 +324,7 @@ def test_ablation_table_and_paired_eta_effect():
 
 
 def test_results_doc_is_generated_from_runs(tmp_path):
-    from cmhash.methods.results_doc import write_results_doc
+    from cmhash.experiments.report import write_results_doc
 
     ref = tmp_path / "ref"
     ref.mkdir()
@@ -359,9 +360,12 @@ def test_fit_accepts_a_whole_preset_a_seed_threads_and_a_progress_callback(tmp_p
 
     ds = tiny()
     calls = []
-    preset = load_preset("djsrh", "wiki")  # includes run settings (split, eval_every, ...) and its source
+    preset = load_preset("djsrh", "wiki").hparams  # the method's side of the preset; run settings live apart
+    assert "split" in load_preset("djsrh", "wiki").run and "split" not in preset
+    with pytest.raises(CmhashError, match="unknown hyper-parameter.*split"):
+        create_method("djsrh", 8, **{**preset, "split": "official"})
     m = create_method("djsrh", 8, seed=3, **{**preset, "epochs": 2, "hidden": 16})
-    assert "split" not in m.hparams and m.seed == 3
+    assert m.seed == 3
     m.fit(ds, progress=lambda step, total, loss: calls.append((step, total, loss)), threads=1, run_dir=str(tmp_path))
     assert calls[-1][0] == calls[-1][1] == 2 * (len(ds) // 32) and all(np.isfinite(c[2]) for c in calls)
     same = create_method("djsrh", 8, seed=3, **{**preset, "epochs": 2, "hidden": 16}).fit(ds, progress=False)
@@ -394,7 +398,7 @@ def test_cli_trains_a_shallow_method_too_and_its_checkpoint_encodes(tmp_path):
 
 
 def test_reproduce_results_report_only_writes_the_document_from_existing_runs(tmp_path):
-    from cmhash.methods.reproduction import Cell
+    from cmhash.experiments.grid import Cell
 
     runs = tmp_path / "runs"
     for variant in ("djsrh", "djsrh-3", "djsrh-4"):
@@ -423,7 +427,8 @@ def test_features_from_a_cmhash_feature_cache_and_encoder_specs_in_the_checkpoin
 
     from cmhash.data.images import FileImageStore
     from cmhash.features import create_text_encoder, encoder_from_spec, extract_features
-    from cmhash.methods.experiment import attach_features, train_and_evaluate
+    from cmhash.experiments.run import train_and_evaluate
+    from cmhash.features.attach import attach_features
     from cmhash.data.splits import make_split
 
     rng = np.random.default_rng(0)
@@ -453,7 +458,7 @@ def test_features_from_a_cmhash_feature_cache_and_encoder_specs_in_the_checkpoin
 
 
 def test_grid_cells_of_another_method_use_its_own_settings_not_a_djsrh_variant(tmp_path):
-    from cmhash.methods.reproduction import GridSpec, plan, train_command
+    from cmhash.experiments.grid import GridSpec, plan, train_command
 
     cells = plan("cmfh", "wiki", [16], [0, 1])
     assert [c.variant for c in cells] == ["cmfh", "cmfh"]

@@ -9,14 +9,15 @@ to its size, and the best available method is trained and evaluated next to rand
 from the ``synthetic`` section of ``presets/<method>.yaml``. When DJSRH lands it is picked up
 automatically.
 
-Methods get ``fit(train, **kw)`` with ``threads`` and ``progress`` only if their ``fit`` accepts
-them; ``progress(step, total, value)`` is called after each step (CMFH: iteration, objective).
+Each code length is trained and evaluated by the one run of cmhash
+(:func:`cmhash.experiments.run.train_and_evaluate`, as ``cmhash train``), which writes
+``OUT/<method>-<bits>bits/{metrics.json,checkpoint.pt}``; the demo adds random codes as the chance
+level and the summary. A method declares the packages it needs in ``requires``.
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 import platform
 import sys
@@ -105,7 +106,7 @@ def _missing_dependency(cls) -> str | None:
     """The first package a method needs that is not installed (deep methods need torch)."""
     import importlib.util
 
-    for package in getattr(cls, "requires", ("torch",) if getattr(cls, "deep", False) else ()):
+    for package in cls.requires:
         if importlib.util.find_spec(package) is None:
             return package
     return None
@@ -117,15 +118,11 @@ def _method_class(name: str):
     return METHODS.get(name)
 
 
-def method_preset(name: str, dataset: str = "synthetic") -> dict[str, Any]:
-    """The method's preset for ``dataset``; its default section if it has none; {} without a file."""
-    from cmhash.errors import CmhashError
-    from cmhash.presets import available, load_preset
+def method_preset(name: str, dataset: str = "synthetic"):
+    """``(hparams, run_settings, provenance)`` of the method for ``dataset`` (its default section if it has none)."""
+    from cmhash.experiments.settings import resolve_settings
 
-    try:
-        return load_preset(name, dataset if dataset in available(name) else None)
-    except CmhashError:
-        return {}
+    return resolve_settings(name, dataset)
 
 
 def split_params(n: int) -> dict[str, int]:
@@ -157,17 +154,6 @@ def random_codes_map(query, db, bits: int, seed: int) -> tuple[float, float]:
         mean_average_precision(qi, dt, query.labels, db.labels, topk=TOPK),
         mean_average_precision(qt, di, query.labels, db.labels, topk=TOPK),
     )
-
-
-def _fit_kwargs(method, threads: int, progress) -> dict[str, Any]:
-    """``threads``/``progress`` for ``fit``, only where it names them (``**options`` may reject unknown names)."""
-    params = inspect.signature(method.fit).parameters
-    kw: dict[str, Any] = {}
-    if "threads" in params:
-        kw["threads"] = threads
-    if "progress" in params:
-        kw["progress"] = progress
-    return kw
 
 
 class _Bar:
@@ -211,9 +197,8 @@ def run_demo(
     from cmhash.data import load_dataset
     from cmhash.data.splits import make_split
     from cmhash.errors import CmhashError
+    from cmhash.experiments.run import train_and_evaluate
     from cmhash.io import write_json
-    from cmhash.methods import create_method
-    from cmhash.metrics import mean_average_precision
     from cmhash.threads import limit_threads
 
     t_start = time.perf_counter()
@@ -228,8 +213,8 @@ def run_demo(
     cls = _method_class(name)
     if getattr(cls, "deep", False):
         import torch  # noqa: F401  (loaded first so that limit_threads also limits torch)
-    preset = method_preset(name)
-    log(f"{stamp()} method: {name} (settings: presets/{name}.yaml, {'synthetic section' if preset.get('_source') else 'default section'})")
+    hparams, run_settings, prov = method_preset(name)
+    log(f"{stamp()} method: {name} (settings: presets/{name}.yaml, {'synthetic section' if prov['dataset_preset'] else 'default section'})")
 
     seconds: dict[str, Any] = {}
     rows: list[dict[str, Any]] = []
@@ -251,33 +236,37 @@ def run_demo(
 
         hparams_used: dict[int, dict[str, Any]] = {}
         metric_protocol = None
-        for b in bits:
-            hp = {k: v for k, v in preset.items() if not k.startswith("_")}
-            if "seed" in inspect.signature(cls.__init__).parameters:
-                hp["seed"] = seed  # --seed drives everything
-            model = create_method(name, b, **hp)
-            hparams_used[b] = dict(getattr(model, "hparams", hp))
-            log(f"{stamp()} {name} {b} bits: training on {len(train)} pairs ...")
-            bar = _Bar(f"{name} {b} bits", enabled=progress_bars)
-            t = time.perf_counter()
-            try:
-                model.fit(train, **_fit_kwargs(model, threads, bar))
-            finally:
-                bar.close()
-            train_s = time.perf_counter() - t
-            t = time.perf_counter()
-            qi, qt = model.encode(query, "image"), model.encode(query, "text")
-            di, dt = model.encode(db, "image"), model.encode(db, "text")
-            encode_s = time.perf_counter() - t
-            t = time.perf_counter()
-            res = mean_average_precision(qi, dt, query.labels, db.labels, topk=TOPK, return_result=True)
-            i2t, metric_protocol = res["value"], res.get("protocol")
-            t2i = mean_average_precision(qt, di, query.labels, db.labels, topk=TOPK)
-            r_i2t, r_t2i = random_codes_map(query, db, b, seed)
-            eval_s = time.perf_counter() - t
-            log(f"{stamp()} {name} {b} bits: mAP@{TOPK} image->text {i2t:.4f}, text->image {t2i:.4f} (train {train_s:.1f}s, random codes {r_i2t:.4f} / {r_t2i:.4f})")
-            rows.append(dict(method=name, bits=b, i2t=i2t, t2i=t2i, train_seconds=train_s, encode_seconds=encode_s, eval_seconds=eval_s))
-            rows.append(dict(method="random codes", bits=b, i2t=r_i2t, t2i=r_t2i, train_seconds=None, encode_seconds=None, eval_seconds=None))
+        scratch = None
+        if out is None:
+            import tempfile
+
+            scratch = tempfile.TemporaryDirectory(prefix="cmhash-demo-")
+        runs_dir = Path(scratch.name) if scratch is not None else Path(out)
+        try:
+            for b in bits:
+                log(f"{stamp()} {name} {b} bits: training on {len(split.train)} pairs ...")
+                bar = _Bar(f"{name} {b} bits", enabled=progress_bars)
+                try:
+                    m = train_and_evaluate(
+                        name, ds, split, b, hparams, out_dir=runs_dir / f"{name}-{b}bits", seed=seed, run=run_settings,
+                        provenance=prov, progress=bar, threads=threads, tensorboard=False,
+                    )  # fmt: skip
+                finally:
+                    bar.close()
+                hparams_used[b] = dict(m["hparams"])
+                i2t, t2i = m["i2t"]["map@50"], m["t2i"]["map@50"]
+                metric_protocol = m["protocol"]
+                query, db = ds.subset(split.query), ds.subset(split.database)
+                r_i2t, r_t2i = random_codes_map(query, db, b, seed)
+                log(
+                    f"{stamp()} {name} {b} bits: mAP@{TOPK} image->text {i2t:.4f}, text->image {t2i:.4f} "
+                    f"(train {m['train_seconds']:.1f}s, random codes {r_i2t:.4f} / {r_t2i:.4f})"
+                )
+                rows.append(dict(method=name, bits=b, i2t=i2t, t2i=t2i, train_seconds=m["train_seconds"], encode_seconds=None, eval_seconds=m["eval_seconds"]))
+                rows.append(dict(method="random codes", bits=b, i2t=r_i2t, t2i=r_t2i, train_seconds=None, encode_seconds=None, eval_seconds=None))
+        finally:
+            if scratch is not None:
+                scratch.cleanup()
 
     seconds["total"] = time.perf_counter() - t_start
     table = format_table(
@@ -317,7 +306,8 @@ def run_demo(
         "method": {
             "name": name,
             "picked_by": "--method" if method and method != "auto" else f"first available of {list(METHOD_PREFERENCE)}",
-            "preset_source": preset.get("_source"),
+            "preset_source": prov.get("source") or prov.get("default_source"),
+            "runs": None if out is None else {str(b): f"{name}-{b}bits" for b in bits},
             "hparams": {str(b): hp for b, hp in hparams_used.items()},
         },
         "results": rows,

@@ -39,8 +39,8 @@ def run(args) -> int:
     import torch
 
     from cmhash.codes_io import save_codes
-    from cmhash.methods.checkpoint import load_checkpoint
-    from cmhash.methods.inference import checkpoint_dataset, checkpoint_split
+    from cmhash.inference import load_checkpoint
+    from cmhash.inference.inputs import checkpoint_dataset, checkpoint_split
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -121,7 +121,7 @@ def _seeds(text: str) -> list[int]:
 
 
 def _spec(args, data_root, features):
-    from cmhash.methods.reproduction import GridSpec
+    from cmhash.experiments.grid import GridSpec
 
     extra = [a for item in (args.split_param or []) for a in ("--split-param", item)]
     return GridSpec(
@@ -138,7 +138,7 @@ def _spec(args, data_root, features):
 def _run(cells, args, spec) -> int:
     from pathlib import Path
 
-    from cmhash.methods.reproduction import run_grid
+    from cmhash.experiments.grid import run_grid
 
     if args.report_only:
         return 0
@@ -157,7 +157,7 @@ def run_table1(args) -> int:
     from pathlib import Path
 
     from cmhash.methods import METHODS
-    from cmhash.methods import reproduction as R
+    from cmhash.experiments import grid as R
 
     METHODS.get(args.method)
     cells = R.plan(args.method, args.dataset, _ints(args.bits), _seeds(args.seeds))
@@ -177,8 +177,8 @@ def run_table1(args) -> int:
 
 def _variants(text: str, method: str) -> list[str]:
     from cmhash.errors import CmhashError
-    from cmhash.methods.experiment import available_variants
-    from cmhash.methods.reproduction import ABLATION_ORDER
+    from cmhash.experiments.settings import available_variants
+    from cmhash.experiments.grid import ABLATION_ORDER
 
     known = available_variants(method)
     if text == "all":
@@ -191,7 +191,7 @@ def _variants(text: str, method: str) -> list[str]:
 
 
 def ablation_report(rows, dataset: str, method: str, ref) -> str:
-    from cmhash.methods import reproduction as R
+    from cmhash.experiments import grid as R
 
     md = R.ablation_markdown(rows, dataset, ref, method)
     for with_v, without_v, title in (
@@ -207,7 +207,7 @@ def ablation_report(rows, dataset: str, method: str, ref) -> str:
 def run_ablation(args) -> int:
     from pathlib import Path
 
-    from cmhash.methods import reproduction as R
+    from cmhash.experiments import grid as R
 
     variants = _variants(args.variants, args.method)
     cells = R.plan(args.method, args.dataset, _ints(args.bits), _seeds(args.seeds), variants)
@@ -227,8 +227,8 @@ def run_results(args) -> int:
     from pathlib import Path
 
     from cmhash.methods import METHODS
-    from cmhash.methods import reproduction as R
-    from cmhash.methods.results_doc import write_results_doc
+    from cmhash.experiments import grid as R
+    from cmhash.experiments.report import write_results_doc
 
     data = Path(args.data)
     root = Path(args.out)
@@ -260,7 +260,7 @@ def run_results(args) -> int:
     import shutil
 
     from cmhash.io import atomic_path
-    from cmhash.methods.results_doc import CURVES_PNG
+    from cmhash.experiments.report import CURVES_PNG
 
     for ds in ("wiki", "mirflickr"):
         png = R.plot_curves(rows, ds, root / ds / f"curves_{args.method}.png", args.method)

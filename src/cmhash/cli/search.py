@@ -63,7 +63,7 @@ def _query(args, index):
         codes, modality = encode_query(checkpoint, text=args.text, image=args.image, info=index.info)
         if how == "image":
             return codes, modality, f"image {args.image}"
-        from cmhash.api import load
+        from cmhash.inference.model import load
 
         read_as = load(checkpoint).read_text(args.text)
         return codes, modality, f'text "{args.text}"' + (f" (read as: {read_as})" if read_as != args.text else "")

@@ -57,10 +57,10 @@ def run(args) -> int:
         import torch
 
         torch.set_num_threads(args.threads)  # once for the process; queries are small
-    from cmhash.api import open_index
+    from cmhash.index.search import open_index
 
     if args.demo:
-        from cmhash.serve.demo import build_demo
+        from cmhash.cli.serve_demo import build_demo
 
         index_path, checkpoint = build_demo(args.demo_dir, args.data_root)
     else:

@@ -74,52 +74,41 @@ def parse_bits(text: str) -> list[int]:
 
 
 def load_data(args, run_settings: dict, hparams: dict):
-    """Dataset with the features the method needs, and its split."""
-    from cmhash.data import load_dataset
-    from cmhash.data.splits import Split, make_split
-    from cmhash.errors import CmhashError
-    from cmhash.methods.experiment import DEFAULT_SPLITS, attach_features, default_features, parse_overrides
+    """Dataset with the features the method needs (found the same way for every method), and its split."""
+    from cmhash.experiments.run import load_run_data
+    from cmhash.experiments.settings import parse_overrides
 
-    if args.dataset != "synthetic" and not args.data_root:
-        raise CmhashError(f"--data-root is required for dataset '{args.dataset}'")
-    options = parse_overrides(args.option)
-    ds = load_dataset(args.dataset, args.data_root, **options)
-    if options:
-        ds.meta["source_options"] = options
-    features = args.features
-    if features is None and ds.image_features is None and hparams.get("image_mode", "features") == "features":
-        features = default_features(ds, run_settings.get("image_features"))
-    ds = attach_features(ds, features, encoder=run_settings.get("image_features"))
-    if ds.labels is None and ds.groups is not None:
-        from cmhash.methods.inference import labels_from_groups
-
-        ds = labels_from_groups(ds)
-    if args.split_file:
-        split = Split.load(args.split_file, dataset=ds)
-    else:
-        protocol = args.split or run_settings.get("split") or DEFAULT_SPLITS.get(ds.name, "djsrh")
-        params = dict(run_settings.get("split_params") or {})
-        params.update(parse_overrides(args.split_param))
-        split = make_split(ds, protocol, seed=args.seed, **params)
-    return ds, split
+    return load_run_data(
+        args.dataset,
+        args.data_root,
+        options=parse_overrides(args.option),
+        features=args.features,
+        image_features=hparams.get("image_mode", "features") == "features",
+        run=run_settings,
+        seed=args.seed,
+        split=args.split,
+        split_params=parse_overrides(args.split_param),
+        split_file=args.split_file,
+    )
 
 
 def run(args) -> int:
     import torch
 
-    from cmhash.methods import METHODS
-    from cmhash.methods import distributed as D
-    from cmhash.methods.experiment import parse_overrides, resolve_settings, summary_line, train_and_evaluate
+    from cmhash.experiments.run import method_hparams, summary_line, train_and_evaluate
+    from cmhash.experiments.settings import parse_overrides, resolve_settings
+    from cmhash.methods import create_method
+    from cmhash.training import distributed as D
 
-    METHODS.get(args.method)  # clear error for unknown methods before loading data
     overrides = parse_overrides(args.set)
     for flag, key in (("epochs", "epochs"), ("image_mode", "image_mode"), ("backbone", "backbone"), ("backbone_weights", "backbone_weights")):
         if getattr(args, flag) is not None:
             overrides[key] = getattr(args, flag)
-    for flag, key in (("eval_every", "eval_every"), ("select", "select"), ("num_val", "num_val")):
-        if getattr(args, flag) is not None:
-            overrides[key] = getattr(args, flag)
-    hparams, run_settings, prov = resolve_settings(args.method, args.dataset, args.variant, overrides)
+    run_overrides = {key: getattr(args, key) for key in ("eval_every", "select", "num_val")}
+    hparams, run_settings, prov = resolve_settings(args.method, args.dataset, args.variant, overrides, run_overrides)
+    bits_list = parse_bits(args.bits)
+    # unknown method or hyper-parameter (or a bad value): a clear error before any data is loaded
+    create_method(args.method, bits_list[0], **method_hparams(args.method, hparams, args.seed))
     threads = args.threads if args.threads is not None else (1 if hparams.get("image_mode", "features") == "features" else None)
     if threads:
         torch.set_num_threads(int(threads))
@@ -127,7 +116,6 @@ def run(args) -> int:
     finished = False
     try:
         ds, split = load_data(args, run_settings, hparams)
-        bits_list = parse_bits(args.bits)
         from pathlib import Path
 
         results = []

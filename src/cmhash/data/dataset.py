@@ -5,8 +5,9 @@ input, or both:
 
 * image side: ``image_features`` (n, d) float32 and/or ``images`` (an :class:`ImageStore` of files
   or HDF5 arrays);
-* text side: ``text_features`` (n, d) float32 (dense) and/or ``texts`` (raw strings; for tag data
-  the tags joined by ``", "``, see ``text_kind``);
+* text side: ``text_features`` (n, d) float32 (dense), ``text_tokens`` (padded token ids with
+  lengths, :class:`~cmhash.data.tokens.TokenSequences`, for methods that read word sequences)
+  and/or ``texts`` (raw strings; for tag data the tags joined by ``", "``, see ``text_kind``);
 * ``labels``: (n, c) uint8 multi-hot, or ``None`` for pair-identity data;
 * ``groups``: optional (n,) ids: pairs with the same group show the same image (Flickr8k has five
   captions per image), which defines relevance for Recall@K;
@@ -25,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from cmhash.data.images import ImageStore
+from cmhash.data.tokens import TokenSequences
 from cmhash.errors import DataError
 
 TEXT_KINDS = ("tags", "sentence", "document")
@@ -104,6 +106,7 @@ class PairedDataset:
     official_splits: dict[str, np.ndarray] = field(default_factory=dict)
     report: LoadReport | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    text_tokens: TokenSequences | None = None
 
     def __post_init__(self) -> None:
         self.ids = np.asarray(self.ids).astype(str)
@@ -147,12 +150,16 @@ class PairedDataset:
                 raise DataError(f"{nm}: {len(self.label_names)} label names for {self.labels.shape[1]} label columns")
         if self.groups is not None:
             _check_rows(nm, "groups", n, len(self.groups))
+        if self.text_tokens is not None:
+            if not isinstance(self.text_tokens, TokenSequences):
+                raise DataError(f"{nm}: text_tokens must be a TokenSequences (padded ids + lengths), got {type(self.text_tokens).__name__}")
+            _check_rows(nm, "text_tokens", n, len(self.text_tokens))
         for split, idx in self.official_splits.items():
             if idx.size and (idx.min() < 0 or idx.max() >= n):
                 raise DataError(f"{nm}: official split '{split}' has indices outside 0..{n - 1}")
         if self.images is None and self.image_features is None:
             raise DataError(f"{nm}: the image side is empty (no image files and no image features)")
-        if self.texts is None and self.text_features is None:
+        if self.texts is None and self.text_features is None and self.text_tokens is None:
             raise DataError(f"{nm}: the text side is empty (no texts and no text features)")
 
     # ------------------------------------------------------------------ access
@@ -185,6 +192,7 @@ class PairedDataset:
             official_splits=splits,
             report=self.report,
             meta=dict(self.meta),
+            text_tokens=None if self.text_tokens is None else self.text_tokens.subset(idx),
         )
 
     def with_features(self, image_features: np.ndarray | None = None, text_features: np.ndarray | None = None, **meta) -> "PairedDataset":

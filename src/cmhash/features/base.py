@@ -70,6 +70,15 @@ def decode_array(obj: dict[str, Any]) -> np.ndarray:
         raise DataError(f"encoder spec: malformed array state ({exc})") from exc
 
 
+def texts_sha256(texts) -> str:
+    """Content hash of a list of texts (order and boundaries included): cache keys and provenance."""
+    h = hashlib.sha256()
+    for t in texts:
+        h.update((t or "").encode("utf-8"))
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
 class Encoder:
     """Base class. Subclasses set ``kind``, ``name``, ``version``, ``dim`` and ``options``.
 
@@ -202,8 +211,6 @@ class TextEncoder(Encoder):
         """What ``fit`` on these texts would depend on, computed without fitting (for cache keys)."""
         if not self.needs_fit:
             return {}
-        from cmhash.features.text_bow import texts_sha256
-
         return {"texts_sha256": texts_sha256(texts), "n": len(texts), "text_kind": text_kind}
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:  # pragma: no cover - interface

@@ -13,25 +13,16 @@ The fitted vocabulary travels inline in the spec, so a raw query is encoded the 
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Sequence
 
 import numpy as np
 
 from cmhash.data.text import Vocabulary, tokenize
 from cmhash.errors import DataError
-from cmhash.features.base import TEXT_ENCODERS, TextEncoder
+from cmhash.features.base import TEXT_ENCODERS, TextEncoder, texts_sha256
 
 WEIGHTINGS = {"bow": "binary", "count": "count", "tfidf": "tfidf"}
 KINDS = ("auto", "tags", "sentence", "document")
-
-
-def texts_sha256(texts: Sequence[str]) -> str:
-    h = hashlib.sha256()
-    for t in texts:
-        h.update((t or "").encode("utf-8"))
-        h.update(b"\x00")
-    return h.hexdigest()
 
 
 def token_kind(kind: str, text_kind: str | None) -> str:

@@ -16,48 +16,10 @@ import numpy as np
 
 from cmhash.errors import DataError
 from cmhash.index.crossmodal import MODALITIES, CrossModalIndex
-from cmhash.index.idmap import show_ids
+from cmhash.index.idmap import dataset_metadata, is_caption_dataset, show_ids  # noqa: F401 (re-exported)
 
 SPLITS = ("db", "query", "all")
 ADD_BATCH = 100_000
-
-
-def dataset_metadata(dataset, ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """Per-item metadata (``text``, ``image``, ``labels``) of a PairedDataset, for the given ids (all by default)."""
-    if ids is None:
-        rows = np.arange(len(dataset.ids))
-    else:
-        where = {v: i for i, v in enumerate(dataset.ids.tolist())}
-        wanted = [str(v) for v in np.asarray(ids).tolist()]
-        missing = [v for v in wanted if v not in where]
-        if missing:
-            raise DataError(
-                f"{len(missing)} id(s) of the codes are not in dataset '{dataset.name}': {show_ids(missing)}; "
-                "pass the dataset (and its options) the codes were made from"
-            )
-        rows = np.asarray([where[v] for v in wanted], dtype=np.int64)
-    out = []
-    grouped = is_caption_dataset(dataset)
-    for i in rows.tolist():
-        item: dict[str, Any] = {}
-        if dataset.texts is not None:
-            item["text"] = dataset.texts[i]
-        if dataset.images is not None:
-            item["image"] = dataset.images.ref(i)
-        if grouped:  # relevance is "same image": the image name is the readable label
-            item["group"] = str(dataset.groups[i])
-        elif dataset.labels is not None:
-            on = np.flatnonzero(dataset.labels[i]).tolist()
-            item["labels"] = [dataset.label_names[j] for j in on] if dataset.label_names else on
-        out.append(item)
-    return out
-
-
-def is_caption_dataset(dataset) -> bool:
-    """True for pair-identity data (several captions per image, no class labels): Flickr8k."""
-    groups = getattr(dataset, "groups", None)
-    relevance = str((dataset.meta or {}).get("relevance", ""))
-    return groups is not None and (dataset.labels is None or relevance.startswith("same group"))
 
 
 def group_items(ids, groups, metadata: list[dict] | None) -> tuple[np.ndarray, np.ndarray, list[dict]]:
@@ -209,7 +171,7 @@ def build_from_checkpoint(
 ) -> CrossModalIndex:
     """Encode a dataset (by default the one the model was trained on) with a trained model and index its image and text codes."""
     from cmhash.index.encoding import encode_collection
-    from cmhash.index.provenance import checkpoint_file, checkpoint_sha256
+    from cmhash.inference.provenance import checkpoint_file, checkpoint_sha256
 
     sha = checkpoint_sha256(checkpoint)
     coll = encode_collection(checkpoint, dataset_name, data_root, split=split, dataset_options=dataset_options, features=features, progress=progress)

@@ -6,8 +6,8 @@ and the CLI stay independent of how a method is stored:
 * :func:`encode_collection` -> :class:`EncodedCollection` (ids, image/text codes, metadata)
 * :func:`encode_query` -> one row of +-1 codes for a text or an image
 
-The checkpoint (``cmhash.methods.checkpoint``) records how its inputs were made;
-``cmhash.methods.inference`` turns that record back into the dataset, the split and a featuriser
+The checkpoint (``cmhash.training.checkpoint``) records how its inputs were made;
+``cmhash.inference.inputs`` turns that record back into the dataset, the split and a featuriser
 for new queries.
 """
 
@@ -44,9 +44,9 @@ def encode_collection(checkpoint: str | Path, dataset_name: str | None, data_roo
     ``query`` (its queries) or ``all`` (every pair). ``dataset_name``/``data_root`` default to the
     ones recorded in the checkpoint.
     """
-    from cmhash.index.build import dataset_metadata, is_caption_dataset
-    from cmhash.methods.checkpoint import load_checkpoint
-    from cmhash.methods.inference import checkpoint_dataset, checkpoint_split
+    from cmhash.index.idmap import dataset_metadata, is_caption_dataset
+    from cmhash.inference import load_checkpoint
+    from cmhash.inference.inputs import checkpoint_dataset, checkpoint_split
 
     if split not in SPLITS:
         raise DataError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
@@ -70,11 +70,11 @@ def encode_collection(checkpoint: str | Path, dataset_name: str | None, data_roo
 def encode_query(checkpoint: str | Path, text: str | None = None, image: str | Path | None = None, info: dict | None = None) -> tuple[np.ndarray, str]:
     """(+-1 codes of shape (1, bits), query modality) for one text or one image file.
 
-    A text the model cannot read raises :class:`cmhash.queries.UnreadableQueryError`; with the
+    A text the model cannot read raises :class:`cmhash.inference.queries.UnreadableQueryError`; with the
     index ``info``, a checkpoint whose content changed since the index was built is refused.
     """
-    from cmhash.api import load
-    from cmhash.index.provenance import check_query_model
+    from cmhash.inference.model import load
+    from cmhash.inference.provenance import check_query_model
 
     if (text is None) == (image is None):
         raise DataError("give exactly one of text or image")

@@ -11,6 +11,8 @@ the common bulk case) need no extra memory at all.
 
 from __future__ import annotations
 
+from typing import Any, Sequence
+
 import numpy as np
 
 from cmhash.errors import DataError
@@ -156,3 +158,41 @@ class IdMap:
 
     def take(self, positions: np.ndarray) -> np.ndarray:
         return self.ids[positions]
+
+
+def is_caption_dataset(dataset) -> bool:
+    """True for pair-identity data (several captions per image, no class labels): Flickr8k."""
+    groups = getattr(dataset, "groups", None)
+    relevance = str((dataset.meta or {}).get("relevance", ""))
+    return groups is not None and (dataset.labels is None or relevance.startswith("same group"))
+
+
+def dataset_metadata(dataset, ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Per-item metadata (``text``, ``image``, ``labels``) of a PairedDataset, for the given ids (all by default)."""
+    if ids is None:
+        rows = np.arange(len(dataset.ids))
+    else:
+        where = {v: i for i, v in enumerate(dataset.ids.tolist())}
+        wanted = [str(v) for v in np.asarray(ids).tolist()]
+        missing = [v for v in wanted if v not in where]
+        if missing:
+            raise DataError(
+                f"{len(missing)} id(s) of the codes are not in dataset '{dataset.name}': {show_ids(missing)}; "
+                "pass the dataset (and its options) the codes were made from"
+            )
+        rows = np.asarray([where[v] for v in wanted], dtype=np.int64)
+    out = []
+    grouped = is_caption_dataset(dataset)
+    for i in rows.tolist():
+        item: dict[str, Any] = {}
+        if dataset.texts is not None:
+            item["text"] = dataset.texts[i]
+        if dataset.images is not None:
+            item["image"] = dataset.images.ref(i)
+        if grouped:  # relevance is "same image": the image name is the readable label
+            item["group"] = str(dataset.groups[i])
+        elif dataset.labels is not None:
+            on = np.flatnonzero(dataset.labels[i]).tolist()
+            item["labels"] = [dataset.label_names[j] for j in on] if dataset.label_names else on
+        out.append(item)
+    return out

@@ -1,13 +1,22 @@
-"""The interface every hashing method implements.
+"""The interface every hashing method implements, and the one hyper-parameter convention.
 
 A method learns two hash functions, one per modality, from the training pairs of a
-:class:`~cmhash.data.dataset.PairedDataset` and turns features (or images) into +-1 codes:
+:class:`~cmhash.data.dataset.PairedDataset` and turns features (or images, or token sequences)
+into +-1 codes:
 
 * ``fit(train, **options) -> self``
 * ``encode(inputs, modality) -> np.ndarray`` of int8 +-1, shape (n, bits); ``modality`` is
-  ``"image"`` or ``"text"``; ``inputs`` are feature rows (feature mode) or a dataset (end-to-end).
-* ``state() -> dict`` and ``from_state(dict)`` so checkpoints (``cmhash.methods.checkpoint``) can
+  ``"image"`` or ``"text"``; ``inputs`` are feature rows (feature mode) or a dataset.
+* ``state() -> dict`` and ``from_state(dict)`` so checkpoints (``cmhash.training.checkpoint``)
   store any method, shallow or deep, in one format.
+
+Hyper-parameters: every method states each one it accepts, with its default, once, in the class
+attribute ``DEFAULTS``. ``Method(bits, **hparams)`` fills the defaults, refuses unknown names with
+an error listing the known ones, and calls :meth:`check_hparams` to validate values. Presets give
+values under their ``hparams:`` section (``cmhash/presets``); run settings never reach a method.
+
+``uses_labels = True`` declares a supervised method: it is handed the training labels (deep:
+``Batch.labels``; shallow: ``fit_features(..., labels=...)``). Every other method never sees them.
 """
 
 from __future__ import annotations
@@ -24,12 +33,35 @@ class HashMethod(ABC):
     name: ClassVar[str] = "base"
     #: True for methods trained by gradient descent with the shared trainer.
     deep: ClassVar[bool] = False
+    #: True for supervised methods (they are given the training labels; others never are).
+    uses_labels: ClassVar[bool] = False
+    #: Every accepted hyper-parameter with its default (stated once, here, per method).
+    DEFAULTS: ClassVar[dict[str, Any]] = {}
+    #: Python packages the method needs beyond numpy/scipy (``cmhash demo`` skips a method lacking one).
+    requires: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, bits: int, **hparams: Any):
-        if int(bits) <= 0:
-            raise ValueError(f"bits must be positive, got {bits}")
-        self.bits = int(bits)
-        self.hparams = dict(hparams)
+        from cmhash.errors import CmhashError
+
+        try:
+            bits_int = int(bits)
+        except (TypeError, ValueError):
+            raise CmhashError(f"{self.name}: bits must be a positive integer, got {bits!r}") from None
+        if bits_int <= 0 or (isinstance(bits, float) and bits != bits_int):
+            raise CmhashError(f"{self.name}: bits must be a positive integer, got {bits!r}")
+        unknown = sorted(set(hparams) - set(self.DEFAULTS))
+        if unknown:
+            raise CmhashError(
+                f"{self.name}: unknown hyper-parameter(s) {', '.join(unknown)} (known: {', '.join(sorted(self.DEFAULTS)) or 'none'})"
+            )
+        self.bits = bits_int
+        full = dict(self.DEFAULTS)
+        full.update(hparams)
+        self.hparams = full
+        self.check_hparams(self.hparams)
+
+    def check_hparams(self, h: dict[str, Any]) -> None:
+        """Validate (and normalise in place) hyper-parameter values; raise CmhashError naming the key."""
 
     @abstractmethod
     def fit(self, train, **options: Any) -> "HashMethod":
@@ -55,3 +87,19 @@ class HashMethod(ABC):
 
             raise CmhashError(f"modality must be 'image' or 'text', got '{modality}'")
         return modality
+
+    @classmethod
+    def positive(cls, h: dict[str, Any], *keys: str) -> None:
+        """Helper for :meth:`check_hparams`: each key must be a positive number."""
+        from cmhash.errors import CmhashError
+
+        for key in keys:
+            try:
+                ok = float(h[key]) > 0
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise CmhashError(f"{cls.name}: {key} must be positive, got {h[key]!r}")
+
+
+__all__ = ["HashMethod", "MODALITIES"]

@@ -43,14 +43,15 @@ O(n * bits), whatever n is.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import MutableMapping
+from typing import Any
 
 import numpy as np
 
-from cmhash.codes import sign
 from cmhash.errors import CmhashError, DataError
 from cmhash.methods import METHODS
-from cmhash.methods.base import MODALITIES, HashMethod
+from cmhash.methods.base import MODALITIES
+from cmhash.methods.shallow import ShallowHashMethod
 
 #: Orders of the block updates within one sweep (see the module docstring).
 UPDATE_ORDERS = ("PUV", "UVP")
@@ -108,26 +109,30 @@ class _Centred:
         return float(sum(np.einsum("ij,ij->", b, b) for _, b in self._blocks()))
 
 
-def _features(inputs, modality: str) -> np.ndarray:
-    """Feature rows from an array or from a PairedDataset's ``<modality>_features``."""
-    if hasattr(inputs, "image_features") and hasattr(inputs, "text_features"):
-        feats = getattr(inputs, f"{modality}_features")
-        if feats is None:
-            raise DataError(
-                f"{getattr(inputs, 'name', 'dataset')}: no {modality} features; CMFH works on feature vectors "
-                f"(extract them first with `cmhash features`)"
-            )
-        return np.asarray(feats)
-    if hasattr(inputs, "detach"):
-        inputs = inputs.detach().cpu().numpy()
-    arr = np.asarray(inputs)
-    if arr.ndim != 2:
-        raise DataError(f"CMFH: {modality} features must be a 2-D array (items x dims), got shape {arr.shape}")
-    return arr
+class _ArrayView(MutableMapping):
+    """``view["image"]`` <-> ``arrays["P_image"]``: the per-modality dicts CMFH exposes over the shared ``arrays``."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], prefix: str):
+        self._arrays, self._prefix = arrays, prefix
+
+    def __getitem__(self, m: str) -> np.ndarray:
+        return self._arrays[self._prefix + m]
+
+    def __setitem__(self, m: str, value: np.ndarray) -> None:
+        self._arrays[self._prefix + m] = value
+
+    def __delitem__(self, m: str) -> None:
+        del self._arrays[self._prefix + m]
+
+    def __iter__(self):
+        return (k[len(self._prefix) :] for k in list(self._arrays) if k.startswith(self._prefix))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 @METHODS.register("cmfh")
-class CMFH(HashMethod):
+class CMFH(ShallowHashMethod):
     """Collective Matrix Factorization Hashing; see the module docstring for the updates.
 
     Hyper-parameters (defaults = the official demo's, methods-spec 7.3): ``alpha`` per-modality
@@ -142,86 +147,68 @@ class CMFH(HashMethod):
     """
 
     name = "cmfh"
-    deep = False
+    DEFAULTS = {
+        "alpha": [0.5, 0.5],
+        "gamma": 0.01,
+        "mu": 100.0,
+        "iterations": 30,
+        "tol": None,
+        "seed": 0,
+        "center": True,
+        "bmc_compat": False,
+        "order": None,  # None: "UVP" with bmc_compat, else "PUV"
+    }
 
-    def __init__(
-        self,
-        bits: int,
-        alpha: Sequence[float] = (0.5, 0.5),
-        gamma: float = 0.01,
-        mu: float = 100.0,
-        iterations: int = 30,
-        tol: float | None = None,
-        seed: int | None = 0,
-        center: bool = True,
-        bmc_compat: bool = False,
-        order: str | None = None,
-        **extra: Any,
-    ):
-        unknown = sorted(k for k in extra if not k.startswith("_"))  # "_source" etc. come from presets
-        if unknown:
-            raise CmhashError(
-                f"cmfh: unknown hyper-parameter(s) {', '.join(unknown)} "
-                "(known: alpha, gamma, mu, iterations, tol, seed, center, bmc_compat, order)"
-            )
-        alpha = [float(a) for a in alpha]
-        if len(alpha) != 2 or min(alpha) < 0 or sum(alpha) <= 0:
-            raise CmhashError(f"cmfh: alpha must be two non-negative weights (image, text), got {alpha}")
-        if gamma <= 0 or mu <= 0:
-            raise CmhashError(f"cmfh: gamma and mu must be positive, got gamma={gamma}, mu={mu}")
-        if order is None:  # the BMC-SDNU code sweeps U -> V -> P from random U, V, P
-            order = "UVP" if bmc_compat else "PUV"
-        if order not in UPDATE_ORDERS:
-            raise CmhashError(f"cmfh: order must be one of {', '.join(UPDATE_ORDERS)}, got {order!r}")
-        if int(iterations) < 1:
-            raise CmhashError(f"cmfh: iterations must be at least 1, got {iterations}")
-        super().__init__(
-            bits,
-            alpha=alpha,
-            gamma=float(gamma),
-            mu=float(mu),
-            iterations=int(iterations),
-            tol=None if tol is None else float(tol),
-            seed=None if seed is None else int(seed),
-            center=bool(center),
-            bmc_compat=bool(bmc_compat),
-            order=str(order),
-        )
-        self.means: dict[str, np.ndarray] = {}
-        self.projections: dict[str, np.ndarray] = {}
+    def __init__(self, bits: int, **hparams: Any):
+        super().__init__(bits, **hparams)
         #: After fit: the shared latent V (n x bits) and the bases U_t (bits x d_t); not in state().
         self.latent: np.ndarray | None = None
         self.bases: dict[str, np.ndarray] = {}
-        #: Objective J after each iteration (each update is an exact block minimiser, so it never rises).
-        self.history: list[float] = []
+
+    def check_hparams(self, h: dict[str, Any]) -> None:
+        alpha = [float(a) for a in h["alpha"]]
+        if len(alpha) != 2 or min(alpha) < 0 or sum(alpha) <= 0:
+            raise CmhashError(f"cmfh: alpha must be two non-negative weights (image, text), got {alpha}")
+        if float(h["gamma"]) <= 0 or float(h["mu"]) <= 0:
+            raise CmhashError(f"cmfh: gamma and mu must be positive, got gamma={h['gamma']}, mu={h['mu']}")
+        order = h["order"]
+        if order is None:  # the BMC-SDNU code sweeps U -> V -> P from random U, V, P
+            order = "UVP" if h["bmc_compat"] else "PUV"
+        if order not in UPDATE_ORDERS:
+            raise CmhashError(f"cmfh: order must be one of {', '.join(UPDATE_ORDERS)}, got {order!r}")
+        if int(h["iterations"]) < 1:
+            raise CmhashError(f"cmfh: iterations must be at least 1, got {h['iterations']}")
+        h.update(
+            alpha=alpha,
+            gamma=float(h["gamma"]),
+            mu=float(h["mu"]),
+            iterations=int(h["iterations"]),
+            tol=None if h["tol"] is None else float(h["tol"]),
+            seed=None if h["seed"] is None else int(h["seed"]),
+            center=bool(h["center"]),
+            bmc_compat=bool(h["bmc_compat"]),
+            order=str(order),
+        )
+
+    @property
+    def means(self) -> MutableMapping:
+        """Training means per modality (views of ``arrays['mean_<m>']``)."""
+        return _ArrayView(self.arrays, "mean_")
+
+    @property
+    def projections(self) -> MutableMapping:
+        """P_t per modality (views of ``arrays['P_<m>']``)."""
+        return _ArrayView(self.arrays, "P_")
+
+    @property
+    def iterations_run(self) -> int:
+        return len(self.history)
 
     # ------------------------------------------------------------------ training
-    def fit(self, train, progress=None, threads: int | None = None, **options: Any) -> "CMFH":
-        """Learn P_image and P_text from the training pairs' feature matrices.
-
-        ``progress``: optional callable ``progress(iteration, iterations, objective)``.
-        ``threads``: BLAS threads while fitting (None: leave the library default). On a busy
-        machine one thread is much faster than an oversubscribed pool (benchmarks/cmfh_reference.py).
-        """
-        if options:
-            raise CmhashError(f"cmfh.fit: unknown option(s) {', '.join(sorted(options))}")
-        from cmhash.threads import limit_threads
-
-        with limit_threads(threads):
-            return self._fit(train, progress)
-
-    def _fit(self, train, progress) -> "CMFH":
+    def fit_features(self, feats: dict[str, np.ndarray], labels=None, progress=None) -> None:
+        """The alternating updates on the checked training features (means already in ``arrays``)."""
         h = self.hparams
-        feats = {m: _features(train, m) for m in MODALITIES}
         n = feats["image"].shape[0]
-        if feats["text"].shape[0] != n:
-            raise DataError(f"CMFH: {n} image rows but {feats['text'].shape[0]} text rows; they must be pairs")
-        if n < 2:
-            raise DataError(f"CMFH: needs at least 2 training pairs, got {n}")
-        for m, f in feats.items():
-            if f.dtype.kind == "f" and not np.isfinite(f).all():
-                row = int(np.argwhere(~np.isfinite(f))[0][0])
-                raise DataError(f"CMFH: {m} features of training row {row} contain NaN/inf")
         k, gamma, mu = self.bits, h["gamma"], h["mu"]
         alpha = dict(zip(MODALITIES, h["alpha"]))
         a_sum = sum(alpha.values())
@@ -232,9 +219,7 @@ class CMFH(HashMethod):
 
         for m in MODALITIES:
             f = feats[m] if feats[m].dtype.kind == "f" else feats[m].astype(np.float32)
-            mean = f.mean(axis=0, dtype=np.float64) if h["center"] else np.zeros(f.shape[1])
-            self.means[m] = mean
-            X[m] = _Centred(f, mean)
+            X[m] = _Centred(f, self.arrays[f"mean_{m}"])
             G = X[m].gram()
             G[np.diag_indices_from(G)] += gamma / mu
             chol[m] = cho_factor(G, lower=True, overwrite_a=True, check_finite=False)
@@ -293,56 +278,20 @@ class CMFH(HashMethod):
                 prev, cur = self.history[-2], self.history[-1]
                 if abs(prev - cur) <= h["tol"] * max(abs(prev), 1e-300):
                     break
-        self.projections = P
+        for m in MODALITIES:
+            self.arrays[f"P_{m}"] = P[m]
         self.latent, self.bases = V, U
-        self.iterations_run = len(self.history)
-        return self
 
     # ------------------------------------------------------------------ coding
-    def _check_fitted(self) -> None:
-        if not self.projections:
-            raise CmhashError("cmfh: the method is not fitted; call fit() or load a checkpoint first")
-
     def project(self, inputs, modality: str) -> np.ndarray:
-        """Real-valued projections ``(x - mean) P`` (n x bits), before the sign."""
+        """Real-valued projections ``(x - mean) P`` (n x bits), centred block by block in float64."""
         self.check_modality(modality)
         self._check_fitted()
-        feats = _features(inputs, modality)
-        P, mean = self.projections[modality], self.means[modality]
+        feats = self.features(inputs, modality)
+        P, mean = self.arrays[f"P_{modality}"], self.arrays[f"mean_{modality}"]
         if feats.shape[1] != P.shape[0]:
             raise DataError(
                 f"cmfh: {modality} features have {feats.shape[1]} dimensions but the model was trained on {P.shape[0]}; "
                 "use features from the same encoder"
             )
         return _Centred(feats, mean, cache=False).dot(P)
-
-    def encode(self, inputs, modality: str) -> np.ndarray:
-        """+-1 int8 codes ``sign((x - mean_t) P_t)`` (0 maps to +1)."""
-        return sign(self.project(inputs, modality))
-
-    # ------------------------------------------------------------------ state
-    def state(self) -> dict[str, Any]:
-        self._check_fitted()
-        out: dict[str, Any] = {"method": self.name, "bits": self.bits, "hparams": dict(self.hparams), "history": list(self.history)}
-        for m in MODALITIES:
-            out[f"mean_{m}"] = self.means[m]
-            out[f"P_{m}"] = self.projections[m]
-        return out
-
-    @classmethod
-    def from_state(cls, state: dict[str, Any]) -> "CMFH":
-        if state.get("method", cls.name) != cls.name:
-            raise CmhashError(f"cmfh: this state belongs to method '{state.get('method')}'")
-        try:
-            obj = cls(int(state["bits"]), **dict(state.get("hparams", {})))
-            for m in MODALITIES:
-                obj.means[m] = np.asarray(state[f"mean_{m}"], dtype=np.float64)
-                obj.projections[m] = np.asarray(state[f"P_{m}"], dtype=np.float64)
-        except KeyError as exc:
-            raise CmhashError(f"cmfh: saved state lacks '{exc.args[0]}'; it is not a CMFH checkpoint") from None
-        for m in MODALITIES:
-            P, mean = obj.projections[m], obj.means[m]
-            if P.ndim != 2 or P.shape[1] != obj.bits or mean.shape != (P.shape[0],):
-                raise CmhashError(f"cmfh: saved {m} projection has shape {P.shape} and mean {mean.shape}; expected (d, {obj.bits}) and (d,)")
-        obj.history = list(state.get("history", []))
-        return obj

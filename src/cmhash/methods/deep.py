@@ -1,90 +1,56 @@
 """Base class of the deep methods: what the shared trainer needs from a method, and encoding.
 
-A deep method owns two trainable hash networks (``nets["image"]``, ``nets["text"]``), knows how to
-build them from an :class:`InputSpec` (feature dims, or a backbone for end-to-end training), how to
-turn one :class:`Batch` into a loss, and what to do when an epoch starts (DJSRH: alpha = sqrt(t)).
-The loop itself (shuffling, optimiser steps, logging, evaluation, checkpoints, resume, DDP) lives
-once in :mod:`cmhash.methods.trainer`. JDSH and later methods subclass this and reuse it all.
+A deep method subclasses :class:`DeepHashMethod`, states ``DEFAULTS`` and implements:
 
-Codes at test time are ``sign(H)`` of the continuous hash layer output (zero maps to +1).
+* ``build(spec, for_training)``: create ``self.nets``, an ``nn.ModuleDict`` holding ``"image"`` and
+  ``"text"`` (the hash networks used by :meth:`encode`) and any extra network (a fusion network)
+  or learnable parameter (``nets.heads.LearnableScalar``, an ``nn.ParameterDict``). Everything in
+  ``self.nets`` is trained, saved in checkpoints and restored on ``--resume``; frozen helpers
+  (a feature network) are plain attributes.
+* ``training_loss(batch) -> (loss, {name: detached scalar})`` for one :class:`Batch`.
+* optionally ``on_epoch_start(epoch, train) -> {name: value}``: before each epoch (from 1), with
+  the whole training set (:class:`TrainingSet`: features, text, labels of supervised methods) to
+  build global matrices; ``training_state()``/``load_training_state()`` for non-network state the
+  loss needs on resume (a global code matrix); ``param_groups()`` for optimisers other than one
+  per network; ``hash_output(modality, x)`` when a modality's codes need more than
+  ``nets[modality](x)``.
+
+Class attributes: ``uses_labels`` (supervised: ``Batch.labels`` is set), ``text_input``
+(``"features"``: dense float32 vectors; ``"tokens"``: padded token sequences with lengths, a
+:class:`TokenBatch`). Optimisers: ``param_groups()`` returns one entry per optimiser
+``{"params": [...], "lr": float, "optimizer": "sgd" | "adam" | "rmsprop", ...options}``; by default
+one per trainable entry of ``self.nets`` with ``lr_<name>`` (else ``lr``), ``optimizer``,
+``momentum``, ``weight_decay`` taken from the hyper-parameters when the method has them.
+
+The loop itself (shuffling, optimiser steps, logging, evaluation, checkpoints, resume, DDP) lives
+once in :mod:`cmhash.training.trainer`. Codes at test time are ``sign(H)`` of the continuous
+hash output (zero maps to +1).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Iterable
 
 import numpy as np
 
 from cmhash.errors import CmhashError, DataError
 from cmhash.methods.base import HashMethod
-
-IMAGE_MODES = ("features", "backbone")
-
-
-@dataclass
-class InputSpec:
-    """What the networks take: feature dims (feature mode) or a backbone (end-to-end mode)."""
-
-    text_dim: int
-    image_mode: str = "features"
-    image_dim: int | None = None
-    backbone: str | None = None
-    backbone_weights: str | None = None
-    finetune: str = "all"
-    features: dict[str, Any] = field(default_factory=dict)  # provenance: encoder names etc.
-
-    def __post_init__(self) -> None:
-        if self.image_mode not in IMAGE_MODES:
-            raise CmhashError(f"image_mode must be one of {IMAGE_MODES}, got '{self.image_mode}'")
-        if self.image_mode == "features" and not self.image_dim:
-            raise CmhashError("feature mode needs image_dim (the width of the precomputed image features)")
-        if self.image_mode == "backbone" and not self.backbone:
-            raise CmhashError("backbone mode needs a backbone name (efficientnet-lite0 or alexnet)")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "InputSpec":
-        return cls(**d)
-
-
-@dataclass
-class Batch:
-    """One training batch: ``image`` is features (feature mode) or normalised pixels (backbone mode)."""
-
-    image: Any
-    text: Any
-    index: Any
-
-    def __len__(self) -> int:
-        return int(self.text.shape[0])
+from cmhash.training.batch import IMAGE_MODES, TEXT_MODES, Batch, InputSpec, TokenBatch, TrainingSet
+from cmhash.training.optim import OPTIMIZERS, build_optimizer
 
 
 class DeepHashMethod(HashMethod):
-    """Shared behaviour of the gradient-trained methods (see module docstring).
-
-    Subclasses define ``DEFAULTS`` (every accepted hyper-parameter with its default) and implement
-    :meth:`build`, :meth:`training_loss` and optionally :meth:`on_epoch_start`.
-    """
+    """Shared behaviour of the gradient-trained methods (see module docstring)."""
 
     deep: ClassVar[bool] = True
-    DEFAULTS: ClassVar[dict[str, Any]] = {}
+    requires: ClassVar[tuple[str, ...]] = ("torch",)
+    #: "features" (dense float32 text vectors) or "tokens" (padded token sequences + lengths).
+    text_input: ClassVar[str] = "features"
 
     def __init__(self, bits: int, seed: int | None = None, **hparams: Any):
-        from cmhash.methods.experiment import RUN_KEYS
-
-        # a whole preset section may be passed: its run settings (split, eval_every, ...) are not hyper-parameters
-        hparams = {k: v for k, v in hparams.items() if k not in RUN_KEYS and k != "source" and not k.startswith("_")}
-        unknown = set(hparams) - set(self.DEFAULTS)
-        if unknown:
-            raise CmhashError(
-                f"{self.name}: unknown hyper-parameter(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(self.DEFAULTS))})"
-            )
-        full = dict(self.DEFAULTS)
-        full.update(hparams)
-        super().__init__(bits, **full)
+        super().__init__(bits, **hparams)
+        if self.text_input not in TEXT_MODES:
+            raise CmhashError(f"{self.name}: text_input must be one of {TEXT_MODES}, got '{self.text_input}'")
         self.spec: InputSpec | None = None
         self.nets = None  # torch.nn.ModuleDict once built
         self.fwd: dict[str, Any] = {}  # modules used in forward (DDP wrappers while training)
@@ -95,16 +61,27 @@ class DeepHashMethod(HashMethod):
 
     # ---------------------------------------------------------------- to implement
     def build(self, spec: InputSpec, for_training: bool = True) -> None:
-        """Create ``self.nets`` (a ModuleDict with 'image' and 'text') and any frozen helpers."""
+        """Create ``self.nets`` (a ModuleDict with 'image', 'text' and any extra nets) and frozen helpers."""
         raise NotImplementedError
 
     def training_loss(self, batch: Batch):
         """Loss tensor (with grad) and a dict of detached scalars to log."""
         raise NotImplementedError
 
-    def on_epoch_start(self, epoch: int) -> dict[str, float]:
-        """Called before epoch ``epoch`` (counted from 1); returns values to log."""
+    def on_epoch_start(self, epoch: int, train: TrainingSet) -> dict[str, float]:
+        """Called before epoch ``epoch`` (counted from 1) with the whole training set; returns values to log."""
         return {}
+
+    def training_state(self) -> dict[str, Any]:
+        """Non-network state that training needs on resume (tensors, numbers); saved while a run is unfinished."""
+        return {}
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`training_state` on resume."""
+
+    def hash_output(self, modality: str, x):
+        """Continuous hash outputs of a chunk of inputs (default: ``nets[modality](x)``)."""
+        return self.nets[modality](x)
 
     # ---------------------------------------------------------------- shared
     @property
@@ -114,6 +91,9 @@ class DeepHashMethod(HashMethod):
     def setup(self, spec: InputSpec, for_training: bool = True) -> None:
         self.spec = spec
         self.build(spec, for_training=for_training)
+        missing = [m for m in ("image", "text") if m not in self.nets]
+        if missing:
+            raise CmhashError(f"{self.name}: build() must put an 'image' and a 'text' network in self.nets (missing: {', '.join(missing)})")
         self.fwd = dict(self.nets.items())
 
     def to(self, device) -> "DeepHashMethod":
@@ -126,32 +106,34 @@ class DeepHashMethod(HashMethod):
                 obj.to(device)
         return self
 
-    def param_groups(self) -> dict[str, tuple[list, float]]:
-        """Parameters and learning rate of each optimiser: {'image': (params, lr), 'text': (...)}."""
-        return {
-            "image": (list(self.nets["image"].parameters()), float(self.hparams["lr_image"])),
-            "text": (list(self.nets["text"].parameters()), float(self.hparams["lr_text"])),
-        }
-
-    def make_optimizers(self) -> dict[str, Any]:
-        """One SGD per network (momentum, weight decay on every parameter incl. biases), as DJSRH."""
-        import torch
-
-        out = {}
-        fused = self.hparams.get("fused_optimizer", "auto")
-        for name, (params, lr) in self.param_groups().items():
+    def param_groups(self) -> dict[str, dict[str, Any]]:
+        """One optimiser per entry: ``{"params", "lr", "optimizer", options...}`` (see the module docstring)."""
+        h = self.hparams
+        groups: dict[str, dict[str, Any]] = {}
+        for name, net in self.nets.items():
+            params = [p for p in net.parameters() if p.requires_grad]
             if not params:
                 continue
-            base = dict(lr=lr, momentum=float(self.hparams["momentum"]), weight_decay=float(self.hparams["weight_decay"]))
-            if fused in ("auto", True):
-                # one kernel per parameter for weight decay, momentum and the update (same arithmetic)
-                try:
-                    out[name] = torch.optim.SGD(params, fused=True, **base)
-                    continue
-                except (RuntimeError, TypeError, ValueError):
-                    if fused is True:
-                        raise
-            out[name] = torch.optim.SGD(params, foreach=False if fused is False else None, **base)
+            lr = h.get(f"lr_{name}", h.get("lr"))
+            if lr is None:
+                raise CmhashError(f"{self.name}: no learning rate for network '{name}' (add lr_{name} or lr to DEFAULTS, or override param_groups)")
+            groups[name] = {"params": params, "lr": float(lr)}
+        return groups
+
+    def make_optimizers(self) -> dict[str, Any]:
+        """The optimisers of :meth:`param_groups` (SGD by default, momentum/weight decay from the hyper-parameters)."""
+        h = self.hparams
+        out = {}
+        for name, group in self.param_groups().items():
+            group = dict(group)
+            params = group.pop("params")
+            if not params:
+                continue
+            kind = group.pop("optimizer", h.get("optimizer", "sgd"))
+            lr = group.pop("lr")
+            opts = {k: h[k] for k in ("momentum", "weight_decay") if k in h}
+            opts.update(group)
+            out[name] = build_optimizer(kind, params, lr, fused=h.get("fused_optimizer", "auto"), where=f"{self.name}: optimiser '{name}'", **opts)
         return out
 
     def train_mode(self, mode: bool = True) -> None:
@@ -172,7 +154,7 @@ class DeepHashMethod(HashMethod):
     ):
         """Train on a :class:`PairedDataset` with the shared trainer.
 
-        ``config`` is a :class:`~cmhash.methods.trainer.TrainConfig`; without it one is made from the
+        ``config`` is a :class:`~cmhash.training.trainer.TrainConfig`; without it one is made from the
         hyper-parameters (epochs, batch_size), ``self.seed`` and ``options`` (any TrainConfig field).
         ``progress``: True (tqdm bar), False, or a callable ``(step, total_steps, mean_loss)``.
         ``threads`` sets torch's CPU threads for the duration of the call. ``val(method) -> dict``
@@ -180,7 +162,7 @@ class DeepHashMethod(HashMethod):
         """
         import torch
 
-        from cmhash.methods.trainer import TrainConfig, Trainer
+        from cmhash.training.trainer import TrainConfig, Trainer
 
         if config is None:
             options.setdefault("seed", 0 if self.seed is None else int(self.seed))
@@ -200,14 +182,32 @@ class DeepHashMethod(HashMethod):
                 torch.set_num_threads(old_threads)
         return self
 
+    @property
+    def image_mode(self) -> str:
+        """"features" (the method reads image feature vectors) or "backbone" (it reads the images)."""
+        return str(self.hparams.get("image_mode", "features"))
+
     def input_spec_for(self, data) -> InputSpec:
-        """Input spec from a dataset and the method's image_mode/backbone hyper-parameters."""
-        if data.text_features is None:
-            raise DataError(
-                f"{data.name}: {self.name} needs text features (bag-of-words, topic vectors or a sentence encoder's output); "
-                "this dataset has raw texts only: extract text features first (`cmhash features`)"
-            )
-        mode = self.hparams.get("image_mode", "features")
+        """Input spec from a dataset, the class's ``text_input`` and the image_mode/backbone hyper-parameters."""
+        text: dict[str, Any] = {"text_mode": self.text_input}
+        if self.text_input == "tokens":
+            if getattr(data, "text_tokens", None) is None:
+                raise DataError(f"{data.name}: {self.name} reads token sequences (text_tokens), which this dataset does not have")
+            text.update(vocab_size=int(data.text_tokens.vocab_size), max_len=int(data.text_tokens.max_len))
+        else:
+            if data.text_features is None:
+                raise DataError(
+                    f"{data.name}: {self.name} needs text features (bag-of-words, topic vectors or a sentence encoder's output); "
+                    "this dataset has raw texts only: extract text features first (`cmhash features`)"
+                )
+            text["text_dim"] = int(data.text_features.shape[1])
+        if self.uses_labels:
+            if data.labels is None:
+                raise DataError(f"{data.name}: {self.name} is supervised and needs labels, which this dataset does not have")
+            text["num_labels"] = int(data.labels.shape[1])
+        mode = self.image_mode
+        if mode not in IMAGE_MODES:
+            raise CmhashError(f"{self.name}: image_mode must be one of {IMAGE_MODES}, got '{mode}'")
         if mode == "features":
             if data.image_features is None:
                 raise DataError(
@@ -215,20 +215,20 @@ class DeepHashMethod(HashMethod):
                     "or train end-to-end with --image-mode backbone"
                 )
             return InputSpec(
-                text_dim=int(data.text_features.shape[1]),
                 image_mode="features",
                 image_dim=int(data.image_features.shape[1]),
                 features={k: v for k, v in data.meta.items() if k in ("image_features", "text_features")},
+                **text,
             )
         if data.images is None:
             raise DataError(f"{data.name}: backbone mode needs the images, but this dataset has no image files")
         return InputSpec(
-            text_dim=int(data.text_features.shape[1]),
             image_mode="backbone",
             backbone=str(self.hparams.get("backbone", "efficientnet-lite0")),
             backbone_weights=self.hparams.get("backbone_weights"),
             finetune=str(self.hparams.get("finetune", "all")),
             features={k: v for k, v in data.meta.items() if k == "text_features"},
+            **text,
         )
 
     def _require_built(self) -> None:
@@ -236,27 +236,26 @@ class DeepHashMethod(HashMethod):
             raise CmhashError(f"{self.name}: the method is not trained yet (call fit, or load a checkpoint)")
 
     def hash_outputs(self, inputs, modality: str, batch_size: int = 1024) -> np.ndarray:
-        """Continuous hash layer outputs H (n, bits) as float32, in eval mode."""
+        """Continuous hash outputs H (n, bits) as float32, in eval mode."""
         import torch
 
         self._require_built()
         self.check_modality(modality)
-        net = self.nets[modality]
-        was_training = net.training
-        net.eval()
+        was_training = self.nets.training
+        self.nets.eval()
         outs = []
         try:
             with torch.inference_mode():
                 for chunk in self._input_chunks(inputs, modality, batch_size):
-                    outs.append(net(chunk.to(self.device)).float().cpu())
+                    outs.append(self.hash_output(modality, chunk.to(self.device)).float().cpu())
         finally:
-            net.train(was_training)
+            self.nets.train(was_training)
         if not outs:
             return np.zeros((0, self.bits), np.float32)
         return torch.cat(outs).numpy()
 
     def encode(self, inputs, modality: str) -> np.ndarray:
-        """+-1 int8 codes ``sign(H)`` (zero -> +1). ``inputs``: feature rows, or a dataset/image store/PIL list (backbone mode)."""
+        """+-1 int8 codes ``sign(H)`` (zero -> +1). ``inputs``: feature rows, token sequences, or a dataset/image store/PIL list (backbone mode)."""
         from cmhash.codes import sign
 
         return sign(self.hash_outputs(inputs, modality))
@@ -265,9 +264,12 @@ class DeepHashMethod(HashMethod):
         import torch
 
         if modality == "image" and self.spec.image_mode == "backbone":
-            from cmhash.methods.imagedata import image_batches
+            from cmhash.nets.transforms import image_batches
 
             yield from image_batches(inputs, self.spec.backbone, batch_size=min(batch_size, 64))
+            return
+        if modality == "text" and self.spec.text_mode == "tokens":
+            yield from self._token_chunks(inputs, batch_size)
             return
         if hasattr(inputs, "image_features"):  # a PairedDataset
             inputs = inputs.image_features if modality == "image" else inputs.text_features
@@ -286,6 +288,22 @@ class DeepHashMethod(HashMethod):
         for s in range(0, x.shape[0], batch_size):
             yield x[s : s + batch_size]
 
+    def _token_chunks(self, inputs, batch_size: int) -> Iterable:
+        from cmhash.data.tokens import TokenSequences
+
+        if hasattr(inputs, "text_tokens"):  # a PairedDataset
+            if inputs.text_tokens is None:
+                raise DataError(f"{self.name}: the dataset has no text_tokens to encode")
+            inputs = inputs.text_tokens
+        if isinstance(inputs, TokenSequences):
+            if inputs.vocab_size > int(self.spec.vocab_size):
+                raise DataError(f"{self.name}: token ids go up to {inputs.vocab_size - 1} but the model's vocabulary has {self.spec.vocab_size}")
+            inputs = TokenBatch.from_sequences(inputs)
+        if not isinstance(inputs, TokenBatch):
+            raise DataError(f"{self.name}: text input must be token sequences (TokenSequences or TokenBatch), got {type(inputs).__name__}")
+        for s in range(0, len(inputs), batch_size):
+            yield inputs[s : s + batch_size]
+
     # ---------------------------------------------------------------- state
     def state(self) -> dict[str, Any]:
         self._require_built()
@@ -301,13 +319,17 @@ class DeepHashMethod(HashMethod):
         method = cls(state["bits"], **state["hparams"])
         spec = InputSpec.from_dict(state["spec"])
         method.setup(spec, for_training=for_training)
-        for k, sd in state["nets"].items():
-            method.nets[k].load_state_dict(sd)
+        method.load_net_state(state["nets"])
         return method
 
     def load_net_state(self, nets_state: dict[str, Any]) -> None:
+        missing = sorted(set(self.nets) - set(nets_state))
+        if missing:
+            raise CmhashError(f"{self.name}: saved state lacks network(s) {', '.join(missing)}")
         for k, sd in nets_state.items():
+            if k not in self.nets:
+                raise CmhashError(f"{self.name}: saved state has a network '{k}' the method does not build")
             self.nets[k].load_state_dict(sd)
 
 
-__all__ = ["Batch", "DeepHashMethod", "IMAGE_MODES", "InputSpec"]
+__all__ = ["Batch", "DeepHashMethod", "IMAGE_MODES", "InputSpec", "OPTIMIZERS", "TokenBatch", "TrainingSet"]

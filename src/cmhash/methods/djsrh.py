@@ -28,16 +28,11 @@ import torch.nn as nn
 
 from cmhash.errors import CmhashError
 from cmhash.methods import METHODS
-from cmhash.methods.deep import Batch, DeepHashMethod, InputSpec
+from cmhash.methods.deep import Batch, DeepHashMethod, InputSpec, TrainingSet
 from cmhash.methods.losses import reconstruction_loss
-from cmhash.methods.networks import (
-    BackboneFeatures,
-    BackboneHashNet,
-    MLPHashNet,
-    build_backbone,
-    relaxed_codes,
-)
 from cmhash.methods.similarity import cosine_similarity_matrix, joint_semantics
+from cmhash.nets.backbones import BackboneFeatures, BackboneHashNet, build_backbone
+from cmhash.nets.heads import MLPHashNet, relaxed_codes
 
 
 def alpha_for_epoch(schedule, epoch: int) -> float:
@@ -65,6 +60,7 @@ class DJSRH(DeepHashMethod):
         # optimisation (paper section 4.3, official train.py)
         "lr_image": 0.001,
         "lr_text": 0.01,
+        "optimizer": "sgd",  # one per network (ImgNet, TxtNet), as the official code
         "momentum": 0.9,
         "weight_decay": 5e-4,
         "batch_size": 32,
@@ -83,16 +79,15 @@ class DJSRH(DeepHashMethod):
 
     def __init__(self, bits: int, **hparams: Any):
         super().__init__(bits, **hparams)
-        h = self.hparams
+        self.alpha = alpha_for_epoch(self.hparams["alpha"], 1)
+        self.feat_net: nn.Module | None = None
+
+    def check_hparams(self, h: dict[str, Any]) -> None:
         for key in ("beta", "eta"):
             if not 0.0 <= float(h[key]) <= 1.0:
                 raise CmhashError(f"djsrh: {key} must lie in [0, 1], got {h[key]}")
-        for key in ("mu", "lr_image", "lr_text", "batch_size", "epochs", "hidden"):
-            if float(h[key]) <= 0:
-                raise CmhashError(f"djsrh: {key} must be positive, got {h[key]}")
+        self.positive(h, "mu", "lr_image", "lr_text", "batch_size", "epochs", "hidden")
         alpha_for_epoch(h["alpha"], 1)  # validates
-        self.alpha = alpha_for_epoch(h["alpha"], 1)
-        self.feat_net: nn.Module | None = None
 
     # ------------------------------------------------------------------ networks
     def build(self, spec: InputSpec, for_training: bool = True) -> None:
@@ -107,16 +102,16 @@ class DJSRH(DeepHashMethod):
             image_net = BackboneHashNet(backbone, self.bits)
         self.nets = nn.ModuleDict({"image": image_net, "text": text_net})
 
-    def param_groups(self) -> dict[str, tuple[list, float]]:
+    def param_groups(self) -> dict[str, dict[str, Any]]:
         groups = super().param_groups()
         if self.spec.image_mode == "backbone":
             net = self.nets["image"]
             params = net.backbone.parameters_for(self.spec.finetune) + list(net.hash.parameters())
-            groups["image"] = (params, float(self.hparams["lr_image"]))
+            groups["image"] = {"params": params, "lr": float(self.hparams["lr_image"])}
         return groups
 
     # ------------------------------------------------------------------ training
-    def on_epoch_start(self, epoch: int) -> dict[str, float]:
+    def on_epoch_start(self, epoch: int, train: TrainingSet | None = None) -> dict[str, float]:
         self.alpha = alpha_for_epoch(self.hparams["alpha"], epoch)
         return {"alpha": self.alpha}
 

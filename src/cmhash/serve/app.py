@@ -1,4 +1,4 @@
-"""The search service: a FastAPI app over one :class:`cmhash.api.Index` and its model.
+"""The search service: a FastAPI app over one :class:`cmhash.index.search.Index` and its model.
 
 Endpoints (JSON unless said otherwise):
 
@@ -124,15 +124,15 @@ class _MetricsMiddleware:
 
 
 def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_PIXELS, files_dir: str | Path | None = None):
-    """The FastAPI app serving ``index`` (a :class:`cmhash.api.Index`); ``api_key`` enables POST/DELETE /items."""
+    """The FastAPI app serving ``index`` (a :class:`cmhash.index.search.Index`); ``api_key`` enables POST/DELETE /items."""
     from fastapi import FastAPI, File, Form, Query, Request, UploadFile
     from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
     from fastapi.staticfiles import StaticFiles
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-    from cmhash.api import load_image
+    from cmhash.inference.model import load_image
     from cmhash.data.imageio import UnreadableImageError
-    from cmhash.queries import UnreadableQueryError
+    from cmhash.inference.queries import UnreadableQueryError
 
     metrics = _metrics()
     app = FastAPI(title="cmhash search", version="1", docs_url="/docs", redoc_url=None)

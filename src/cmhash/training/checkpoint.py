@@ -14,23 +14,29 @@ Contents (``format: cmhash-checkpoint``, ``version: 1``):
   ``rng`` (torch, numpy, python), ``history`` (per-epoch log rows), ``best`` (validation
   selection); ``finished`` is True once the last epoch is done (then optimiser state is dropped).
 
-Other areas call :func:`load_checkpoint`::
+* training state of the method (``method_training_state``: ``DeepHashMethod.training_state()``)
+  while unfinished.
+
+Rebuilding a method from a file needs the method registry, which sits above this package:
+:func:`cmhash.inference.load_checkpoint` does it::
 
     ckpt = load_checkpoint("runs/mir64/checkpoint.pt")
     codes = ckpt.method.encode(image_features, "image")   # +-1 int8, (n, bits)
     ckpt.meta["features"]                                   # how the training features were made
+
+Checkpoints written before the layout change (issue 9) load unchanged: the format did not change,
+later fields (text mode, extra networks, training state) are optional with their defaults.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cmhash.errors import CmhashError, DataError, MissingFileError
+from cmhash.errors import DataError, MissingFileError
 from cmhash.io import atomic_path
 
 FORMAT = "cmhash-checkpoint"
@@ -140,51 +146,6 @@ def read_payload(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
     return out
 
 
-@dataclass
-class Checkpoint:
-    """A loaded checkpoint: ``method`` is ready to ``encode(inputs, modality)``."""
-
-    path: str
-    method_name: str
-    bits: int
-    method: Any
-    meta: dict[str, Any] = field(default_factory=dict)
-    epoch: int | None = None
-    epochs: int | None = None
-    finished: bool = True
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-    def encode(self, inputs, modality: str) -> np.ndarray:
-        return self.method.encode(inputs, modality)
-
-
-def load_checkpoint(path: str | Path, device: str = "cpu") -> Checkpoint:
-    """Rebuild the trained method stored at ``path`` (a file, or a run folder holding checkpoint.pt)."""
-    from cmhash.methods import METHODS
-
-    payload = read_payload(path, map_location="cpu")
-    cls = METHODS.get(payload["method"])
-    try:
-        method = cls.from_state(payload["method_state"])
-    except CmhashError:
-        raise
-    except Exception as exc:
-        raise DataError(f"{payload['path']}: cannot rebuild method '{payload['method']}' from this checkpoint ({exc})") from exc
-    if getattr(method, "deep", False) and device != "cpu":
-        method.to(device)
-    return Checkpoint(
-        path=payload["path"],
-        method_name=payload["method"],
-        bits=int(payload["bits"]),
-        method=method,
-        meta=dict(payload.get("meta") or {}),
-        epoch=payload.get("epoch"),
-        epochs=payload.get("epochs"),
-        finished=bool(payload.get("finished", True)),
-        history=list(payload.get("history") or []),
-    )
-
-
 def save_method(path: str | Path, method, meta: dict[str, Any] | None = None, **extra: Any) -> Path:
     """Save a fitted method (shallow or deep) with its meta; no training state."""
     payload = {"method": method.name, "bits": method.bits, "method_state": method.state(), "meta": meta or {}, "finished": True}
@@ -192,4 +153,4 @@ def save_method(path: str | Path, method, meta: dict[str, Any] | None = None, **
     return save_payload(path, payload)
 
 
-__all__ = ["Checkpoint", "load_checkpoint", "read_payload", "rng_state", "save_method", "save_payload", "set_rng_state"]
+__all__ = ["from_safe", "read_payload", "rng_state", "save_method", "save_payload", "set_rng_state", "to_safe"]

@@ -25,7 +25,7 @@ def build_demo(demo_dir=None, data_root=None, *, epochs: int = DEMO_EPOCHS, bits
     from cmhash.errors import CmhashError
     from cmhash.features.runtime import cache_root
     from cmhash.index.container import read_manifest
-    from cmhash.index.provenance import checkpoint_sha256
+    from cmhash.inference.provenance import checkpoint_sha256
 
     out = Path(demo_dir) if demo_dir else cache_root() / "search-demo"
     root = Path(data_root) if data_root else DEFAULT_DATA

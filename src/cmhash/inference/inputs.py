@@ -37,7 +37,7 @@ def checkpoint_dataset(ckpt, dataset: str | None = None, data_root=None, *, data
     file/cache recorded in the checkpoint (feature-mode models only).
     """
     from cmhash.data import load_dataset
-    from cmhash.methods.experiment import attach_features
+    from cmhash.features.attach import attach_features
 
     rec = ckpt.meta.get("dataset", {})
     name = dataset or rec.get("name")

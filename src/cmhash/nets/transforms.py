@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from cmhash.errors import DataError
-from cmhash.methods.networks import NORMALISATION
+from cmhash.nets.backbones import NORMALISATION
 
 RESIZE = 256
 CROP = 224

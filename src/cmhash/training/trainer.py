@@ -5,13 +5,15 @@ What it does per run (:class:`Trainer`):
 * seeds everything from ``seed`` (network initialisation, dropout, batch order), so a CPU run is
   repeatable; the batch order of epoch t is ``randperm`` of a generator seeded with (seed, t),
   batches of ``batch_size`` with drop_last;
-* per epoch: ``method.on_epoch_start(t)`` (t from 1), one optimiser step per batch on the joint
-  loss, a progress bar with the running loss, a log row (CSV; TensorBoard when installed),
+* per epoch: ``method.on_epoch_start(t, train)`` (t from 1; ``train`` is the whole training set
+  on the device, :class:`~cmhash.training.batch.TrainingSet`), one step of every optimiser of
+  ``method.make_optimizers()`` per batch on the loss of ``method.training_loss(batch)``, a progress bar with the running loss, a log row (CSV; TensorBoard when installed),
   evaluation on a validation split every ``eval_every`` epochs and at the end (never on the
   query set), then an atomic checkpoint;
 * ``resume=True`` continues from the checkpoint in ``run_dir`` and reaches the same final weights
-  as an uninterrupted run (bit-identical on CPU): weights, optimiser state, RNG states and the log
-  are restored and the batch order only depends on (seed, epoch);
+  as an uninterrupted run (bit-identical on CPU): weights of every network and learnable
+  parameter in ``method.nets``, the method's ``training_state()``, every optimiser's state, RNG
+  states and the log are restored and the batch order only depends on (seed, epoch);
 * data-parallel over processes/GPUs when started by ``torchrun`` (DDP; gloo on CPU): every rank
   draws the same permutation and takes every world-th batch, so one step consumes
   ``world_size * batch_size`` pairs and an epoch has ``floor(n / batch_size) // world_size``
@@ -36,9 +38,10 @@ import torch
 
 from cmhash.errors import CmhashError
 from cmhash.io import atomic_open
-from cmhash.methods import distributed as D
-from cmhash.methods.checkpoint import read_payload, rng_state, save_payload, set_rng_state
-from cmhash.methods.deep import Batch, DeepHashMethod, InputSpec
+from cmhash.training import distributed as D
+from cmhash.training.batch import InputSpec
+from cmhash.training.checkpoint import read_payload, rng_state, save_payload, set_rng_state
+from cmhash.training.sources import make_source
 
 CHECKPOINT = "checkpoint.pt"
 LOG_CSV = "train_log.csv"
@@ -119,56 +122,6 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
     return batches
 
 
-# ---------------------------------------------------------------------------- data sources
-class FeatureSource:
-    """Whole training set as tensors on the device; a batch is two index_selects."""
-
-    def __init__(self, image: np.ndarray, text: np.ndarray, device: torch.device):
-        self.image = torch.from_numpy(np.array(image, dtype=np.float32, order="C")).to(device)  # a copy: caches are read-only
-        self.text = torch.from_numpy(np.array(text, dtype=np.float32, order="C")).to(device)
-        self.device = device
-
-    def __len__(self) -> int:
-        return self.text.shape[0]
-
-    def epoch(self, batches: torch.Tensor, epoch: int):
-        dev_batches = batches.to(self.device)
-        for idx in dev_batches:
-            yield Batch(self.image.index_select(0, idx), self.text.index_select(0, idx), idx)
-
-
-class ImageSource:
-    """Augmented images through a DataLoader (backbone mode), text features as a tensor."""
-
-    def __init__(self, images, text: np.ndarray, backbone: str, seed: int, device: torch.device, num_workers: int = 0):
-        from cmhash.methods.imagedata import AugmentedImages
-
-        self.dataset = AugmentedImages(images, backbone, seed)
-        self.text = torch.from_numpy(np.array(text, dtype=np.float32, order="C"))
-        self.device = device
-        self.num_workers = int(num_workers)
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def epoch(self, batches: torch.Tensor, epoch: int):
-        self.dataset.epoch = epoch
-        loader = torch.utils.data.DataLoader(
-            self.dataset,
-            batch_sampler=[b.tolist() for b in batches],
-            num_workers=self.num_workers,
-            pin_memory=self.device.type == "cuda",
-        )
-        for images, idx in loader:
-            yield Batch(images.to(self.device, non_blocking=True), self.text.index_select(0, idx).to(self.device), idx)
-
-
-def make_source(train, spec: InputSpec, seed: int, device: torch.device, num_workers: int = 0):
-    if spec.image_mode == "features":
-        return FeatureSource(train.image_features, train.text_features, device)
-    return ImageSource(train.images, train.text_features, spec.backbone, seed, device, num_workers)
-
-
 # ---------------------------------------------------------------------------- logging
 class EpochLog:
     """Per-epoch rows -> CSV (rewritten atomically each epoch) and TensorBoard when available."""
@@ -210,7 +163,7 @@ class EpochLog:
 
 # ---------------------------------------------------------------------------- trainer
 class Trainer:
-    """Runs :class:`TrainConfig` for a :class:`DeepHashMethod` on a training :class:`PairedDataset`.
+    """Runs :class:`TrainConfig` for a deep method (``cmhash.methods.deep.DeepHashMethod``) on a training :class:`PairedDataset`.
 
     ``validator(method) -> {"val_i2t_map@50": ..., ...}`` is called on rank 0 at evaluation epochs;
     ``meta`` is stored in every checkpoint (dataset, split, features) for ``load_checkpoint``.
@@ -218,12 +171,12 @@ class Trainer:
 
     def __init__(
         self,
-        method: DeepHashMethod,
+        method,
         train,
         config: TrainConfig,
         *,
         spec: InputSpec,
-        validator: Callable[[DeepHashMethod], dict[str, float]] | None = None,
+        validator: Callable[[Any], dict[str, float]] | None = None,
         meta: dict[str, Any] | None = None,
     ):
         self.method = method
@@ -258,6 +211,7 @@ class Trainer:
         }
         if not finished:
             payload["optimizers"] = {k: o.state_dict() for k, o in self.optimizers.items()}
+            payload["method_training_state"] = self.method.training_state()
             payload["rng"] = rng_state()
             payload["best"] = self.best
         elif self.best is not None:
@@ -272,13 +226,15 @@ class Trainer:
             problems.append(f"method {payload['method']} != {m.name}")
         if int(payload["bits"]) != m.bits:
             problems.append(f"bits {payload['bits']} != {m.bits}")
+        defaults = getattr(m, "DEFAULTS", {})
         for k, v in m.hparams.items():
-            if old["hparams"].get(k) != v and k not in ("fused_optimizer",):
+            if old["hparams"].get(k, defaults.get(k)) != v and k not in ("fused_optimizer",):
                 problems.append(f"{k} {old['hparams'].get(k)!r} != {v!r}")
         new_spec = self.spec.to_dict()
-        for k in ("text_dim", "image_mode", "image_dim", "backbone", "finetune"):  # not provenance strings or paths
-            if old["spec"].get(k) != new_spec.get(k):
-                problems.append(f"input {k} {old['spec'].get(k)!r} != {new_spec.get(k)!r}")
+        old_spec = InputSpec.from_dict(old["spec"]).to_dict()  # earlier versions: later fields take their defaults
+        for k in ("text_dim", "image_mode", "image_dim", "backbone", "finetune", "text_mode", "vocab_size"):  # not provenance strings or paths
+            if old_spec.get(k) != new_spec.get(k):
+                problems.append(f"input {k} {old_spec.get(k)!r} != {new_spec.get(k)!r}")
         cfg = payload.get("train_config", {})
         for k in ("seed", "batch_size", "epochs"):
             if k in cfg and cfg[k] != getattr(self.config, k):
@@ -315,8 +271,14 @@ class Trainer:
                 self.start_epoch = int(cfg.epochs) + 1
         self.optimizers = method.make_optimizers()
         if resume_payload is not None and not resume_payload.get("finished"):
+            saved = resume_payload["optimizers"]
+            if set(saved) != set(self.optimizers):
+                raise CmhashError(
+                    f"{resume_payload['path']}: cannot resume, the checkpoint has optimisers {sorted(saved)} but the method makes {sorted(self.optimizers)}"
+                )
             for k, opt in self.optimizers.items():
-                opt.load_state_dict(resume_payload["optimizers"][k])
+                opt.load_state_dict(saved[k])
+            method.load_training_state(resume_payload.get("method_training_state") or {})
             set_rng_state(resume_payload["rng"])
         elif dist.enabled:
             torch.manual_seed(int(cfg.seed) + 1009 * dist.rank)  # per-rank dropout masks
@@ -328,7 +290,7 @@ class Trainer:
             return self.history
 
         log = EpochLog(self.run_dir if dist.is_main else None, cfg.tensorboard)
-        source = make_source(self.train, self.spec, int(cfg.seed), device, cfg.num_workers)
+        source = make_source(self.train, self.spec, int(cfg.seed), device, cfg.num_workers, labels=bool(getattr(method, "uses_labels", False)))
         n = len(source)
         try:
             for epoch in range(self.start_epoch, int(cfg.epochs) + 1):
@@ -372,7 +334,7 @@ class Trainer:
     def _wrap_ddp(self, device: torch.device) -> None:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        from cmhash.methods.networks import SparseAwareLinear
+        from cmhash.nets.heads import SparseAwareLinear
 
         for name, net in self.method.nets.items():
             for mod in net.modules():
@@ -397,7 +359,7 @@ class Trainer:
 
     def _run_epoch(self, epoch: int, source, n: int) -> dict[str, Any]:
         cfg, method, dist = self.config, self.method, self.dist
-        extra = method.on_epoch_start(epoch)
+        extra = method.on_epoch_start(epoch, source.whole()) or {}
         method.train_mode(True)
         batches = epoch_batches(n, int(cfg.batch_size), int(cfg.seed), epoch, dist.rank, dist.world_size)
         steps = batches.shape[0]
@@ -431,7 +393,7 @@ class Trainer:
                 if not math.isfinite(mean):
                     raise CmhashError(
                         f"{method.name}: the loss became {mean} in epoch {epoch} (by step {step}); "
-                        "lower the learning rates (lr_image/lr_text) or check the input features for extreme values"
+                        "lower the learning rates (lr_*) or check the input features for extreme values"
                     )
             if bar is not None:
                 bar.update(1)

@@ -1,0 +1,1 @@
+"""Experiments: settings and presets resolution, one training run, seed grids and reports."""
