@@ -166,3 +166,45 @@ def test_an_acknowledged_add_survives_kill_9(built, tmp_path):
     index = cmhash.open_index(mine)
     assert index.index.contains(["kept"])[0] and len(index) == 41
     assert index.get("kept")["text"] == "cat, night"
+
+
+@pytest.mark.milvus
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["numpy", "milvus"])
+def test_the_service_works_over_numpy_and_milvus_indexes(built, tmp_path, tmp_path_factory, backend):
+    """Same answers as faiss for a text query; adds and deletes reach the backend (Milvus: a real embedded server)."""
+    from cmhash.serve import create_app
+
+    root, run, faiss_idx = built
+    extra = []
+    server = None
+    if backend == "milvus":
+        pytest.importorskip("pymilvus")
+        pytest.importorskip("milvus")
+        from cmhash.errors import CmhashError
+        from cmhash.index.milvus_server import EmbeddedMilvus
+
+        server = EmbeddedMilvus(tmp_path_factory.mktemp("milvus-data"))
+        try:
+            uri = server.start()
+        except CmhashError as exc:
+            pytest.skip(f"the embedded Milvus server could not start here: {exc}")
+        extra = ["--milvus-uri", uri, "--milvus-collection", "serve" + tmp_path.name[-6:].replace("-", "_"), "--milvus-drop"]
+    try:
+        idx = tmp_path / f"{backend}.idx"
+        assert cli(["index", "build", "--checkpoint", str(run), "--backend", backend, "--split", "all", "--out", str(idx), *extra]) == 0
+        want = [(h.id, h.distance) for h in cmhash.open_index(faiss_idx).search_text("dog sky", k=40)]
+        index = cmhash.open_index(idx)
+        with serving(create_app(index, api_key=KEY)) as url, httpx.Client(base_url=url, timeout=60) as client:
+            res = client.get("/search", params={"q": "dog sky", "k": 40}).json()["results"]
+            assert sorted((h["id"], h["distance"]) for h in res) == sorted(want)
+            img = {"image": ("n.jpg", (root / "images128" / "im5.jpg").read_bytes(), "image/jpeg")}
+            assert client.post("/items", data={"id": "added", "text": "dog, sky"}, files=img, headers={"X-API-Key": KEY}).status_code == 201
+            ids = [h["id"] for h in client.get("/search", params={"q": "dog sky", "k": 41}).json()["results"]]
+            assert "added" in ids and client.get("/health").json()["items"] == 41
+            assert client.delete("/items/added", headers={"X-API-Key": KEY}).status_code == 200
+            assert "added" not in [h["id"] for h in client.get("/search", params={"q": "dog sky", "k": 41}).json()["results"]]
+        index.close()
+    finally:
+        if server is not None:
+            server.stop()
