@@ -80,7 +80,7 @@ def run(args) -> int:
 
     app = create_app(index, api_key=key, max_upload_bytes=int(args.max_upload_mb * (1 << 20)))
     print(
-        f"serving {index_path} ({len(index)} items, {index.index.bits} bits, {index.index.backend}; model {model.method} "
+        f"serving {index_path} ({_items(index)}, {index.index.bits} bits, {index.index.backend}; model {model.method} "
         f"reads {model.describe_text_input()}) at http://{args.host}:{args.port}/ ; "
         f"writes {'enabled (API key from $' + args.api_key_env + ')' if key else 'disabled (no $' + args.api_key_env + ')'}",
         flush=True,
@@ -105,3 +105,10 @@ def _warm_up(index) -> None:
         index.model.encode_image(Image.new("RGB", (64, 64), (128, 128, 128)))
     except CmhashError:
         pass  # a model without an image encoder still serves text queries
+
+
+def _items(index) -> str:
+    counts = index.describe().get("counts") or {}
+    if index.index.per_modality_items:
+        return f"{counts.get('image', 0)} images, {counts.get('text', 0)} texts"
+    return f"{len(index)} items"
