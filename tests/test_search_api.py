@@ -147,3 +147,15 @@ def test_encode_then_eval_prints_recall_at_k_for_captions(captions, tmp_path, ca
         r = [report[task][f"recall@{k}"] for k in (1, 5, 10)]
         assert 0 <= r[0] <= r[1] <= r[2] <= 1
     assert report["t2i"]["recall@10"] == 1.0  # 3 test images: every image is within the top 10
+
+
+def test_index_from_a_caption_codes_file_groups_captions_too(captions, tmp_path):
+    root, run = captions
+    codes = tmp_path / "codes.npz"
+    assert cli(["encode", "--checkpoint", str(run), "--out", str(codes)]) == 0
+    idx = tmp_path / "codes.idx"
+    assert cli(["index", "build", "--codes", str(codes), "--backend", "numpy", "--out", str(idx)]) == 0
+    index = cmhash.open_index(idx, model=run)
+    assert index.describe()["counts"] == {"image": 3, "text": 9}  # official test split: 3 images x 3 captions
+    hits = index.search_text("a dog with a cat", k=5)
+    assert len(hits) == 3 and len({h.id for h in hits}) == 3

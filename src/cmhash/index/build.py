@@ -139,8 +139,19 @@ def build_from_codes(
 
     data = load_codes(codes_path)
     ids, codes, labels = select_split(data, split, str(codes_path))
+    parts = ["query", "db"] if split == "all" else [split]
+    groups = None
+    if all(f"{p}_groups" in data for p in parts):  # caption codes (cmhash encode on Flickr8k): one image item per image
+        groups = np.concatenate([np.asarray(data[f"{p}_groups"]).astype(str) for p in parts])
+        if split == "all":  # query and database may hold the same pairs (official protocol): keep each id once
+            _, first = np.unique(ids, return_index=True)
+            keep = np.sort(first)
+            ids, groups, labels = ids[keep], groups[keep], None if labels is None else labels[keep]
+            codes = {m: c[keep] for m, c in codes.items()}
     if dataset is not None:
         metadata = dataset_metadata(dataset, ids)
+    elif groups is not None:
+        metadata = [{"group": str(g)} for g in groups]
     elif labels is not None:
         metadata = [{"labels": np.flatnonzero(row).tolist()} for row in labels]
     else:
@@ -153,7 +164,7 @@ def build_from_codes(
         **{k: meta[k] for k in ("method", "dataset", "checkpoint", "protocol") if k in meta},
         **(info or {}),
     }
-    return build_index(ids, codes, bits=data["bits"], backend=backend, metadata=metadata, info=full_info, progress=progress, **options)
+    return build_index(ids, codes, bits=data["bits"], backend=backend, metadata=metadata, info=full_info, progress=progress, groups=groups, **options)
 
 
 def build_from_checkpoint(
