@@ -26,7 +26,7 @@ from cmhash.errors import DataError, MissingFileError
 class Model:
     """A trained checkpoint ready to encode raw texts and images into ±1 codes (thread-safe)."""
 
-    def __init__(self, path: str | os.PathLike, threads: int | None = None):
+    def __init__(self, path: str | os.PathLike):
         from cmhash.inference import load_checkpoint
         from cmhash.inference.inputs import QueryFeaturizer
         from cmhash.inference.provenance import checkpoint_file, checkpoint_sha256
@@ -40,7 +40,6 @@ class Model:
         self.featurizer = QueryFeaturizer(self.checkpoint)
         self.features = dict(self.checkpoint.meta.get("features") or {})
         self.vocabulary = text_vocabulary(self.features)
-        self.threads = threads
         self._lock = threading.Lock()
 
     @property
@@ -66,8 +65,8 @@ class Model:
         return normalise_text_query(text, self.features, self.vocabulary)
 
     def _run(self, fn):
-        # one model call at a time; torch's thread count is set once by the caller (`cmhash serve
-        # --threads`), not per call: threadpoolctl's per-call limit cost 5 ms per query
+        # one model call at a time; torch's thread count is the process's (`cmhash serve --threads`
+        # sets it once): limiting threads per call with threadpoolctl cost 5 ms per query
         with self._lock:
             return fn()
 
@@ -126,7 +125,7 @@ _MODELS: dict[tuple[str, str], Model] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def load(run: str | os.PathLike, threads: int | None = None) -> Model:
+def load(run: str | os.PathLike) -> Model:
     """The model of a training run (folder or checkpoint.pt); reloaded when the file's content changes."""
     from cmhash.inference.provenance import checkpoint_file, checkpoint_sha256
 
@@ -136,7 +135,9 @@ def load(run: str | os.PathLike, threads: int | None = None) -> Model:
     key = (str(path.resolve()), checkpoint_sha256(path))
     with _MODELS_LOCK:
         if key not in _MODELS:
-            _MODELS[key] = Model(path, threads=threads)
+            while len(_MODELS) >= 4:  # bounded: a retrained run adds a key, the old model goes
+                _MODELS.pop(next(iter(_MODELS)))
+            _MODELS[key] = Model(path)
         return _MODELS[key]
 
 

@@ -126,7 +126,7 @@ class _MetricsMiddleware:
 def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_PIXELS, files_dir: str | Path | None = None):
     """The FastAPI app serving ``index`` (a :class:`cmhash.index.search.Index`); ``api_key`` enables POST/DELETE /items."""
     from fastapi import FastAPI, File, Form, Query, Request, UploadFile
-    from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+    from fastapi.responses import FileResponse, JSONResponse, Response
     from fastapi.staticfiles import StaticFiles
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
