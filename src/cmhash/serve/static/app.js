@@ -1,6 +1,7 @@
 // cmhash search page: plain JavaScript, no build step. Talks to /search, /search/image and /health.
 "use strict";
 const $ = (id) => document.getElementById(id);
+const readable = (t) => String(t ?? "").replace(/,(?=\S)/g, ", ");  // tag lines "a,b,c" wrap as "a, b, c"
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 
 function clearResults() {
@@ -19,14 +20,14 @@ function showError(body, status) {
 
 function card(h) {
   const pic = h.thumbnail ? `<img src="${esc(h.thumbnail)}" alt="${esc(h.text || h.id)}" loading="lazy">` : `<div class="noimg">no picture</div>`;
-  const text = h.text || (h.texts && h.texts[0]) || "";
+  const text = readable(h.text || (h.texts && h.texts[0]) || "");
   return `<article class="card result" data-id="${esc(h.id)}"><div class="pic">${pic}<span class="badge" title="Hamming distance">d = ${h.distance}</span></div>` +
     `<div class="body"><div class="text">${esc(text)}</div><div class="id">${esc(h.id)}${h.labels && h.labels.length ? " · " + esc(h.labels.join(", ")) : ""}</div></div></article>`;
 }
 
 function textItem(h) {
   const pic = h.thumbnail ? `<img src="${esc(h.thumbnail)}" alt="">` : "";
-  return `<li class="text-result" data-id="${esc(h.id)}"><span class="dist" title="Hamming distance">d = ${h.distance}</span>${pic}<span>${esc(h.text || (h.texts || []).join(" / ") || h.id)}</span></li>`;
+  return `<li class="text-result" data-id="${esc(h.id)}"><span class="dist" title="Hamming distance">d = ${h.distance}</span>${pic}<span>${esc(readable(h.text || (h.texts || []).join(" / ") || h.id))}</span></li>`;
 }
 
 function render(body) {
