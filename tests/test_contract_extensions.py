@@ -25,6 +25,17 @@ from cmhash.training.checkpoint import save_method, save_payload
 from cmhash.training.trainer import TrainConfig, Trainer
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models: one thread (two threads on a loaded 2-core machine made each fit ~100x slower)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 def tiny(n=96, classes=3, seed=0, tokens=False) -> PairedDataset:
     rng = np.random.default_rng(seed)
     y = rng.integers(0, classes, n)

@@ -10,7 +10,7 @@ from cmhash.data.images import FileImageStore
 from cmhash.errors import DataError, MissingFileError
 from cmhash.features import create_image_encoder, encoder_from_spec
 from cmhash.features.pipeline import encode_image_store
-from cmhash.features.preprocess import Preprocess
+from cmhash.nets.preprocess import Preprocess
 
 
 @pytest.fixture(scope="session", autouse=True)

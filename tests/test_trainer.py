@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -247,18 +248,23 @@ def test_attach_features_matches_rows_by_id_and_reports_missing_ones(tmp_path):
 def test_cli_reproduce_table1_runs_the_grid_skips_done_runs_and_reports(tmp_path, capsys):
     root = write_tiny_wiki(tmp_path / "wiki")
     runs = tmp_path / "runs"
-    args = ["reproduce", "table1", "--dataset", "wiki", "--data-root", str(root), "--bits", "8", "--seeds", "0,1"]
+    args = ["reproduce", "table1", "--methods", "djsrh,cmfh", "--dataset", "wiki", "--data-root", str(root), "--bits", "8", "--seeds", "0,1"]
     args += ["--epochs", "2", "--set", "hidden=32", "--jobs", "2", "--out", str(runs), "--no-progress", "--reference", str(tmp_path / "noref")]
     (tmp_path / "noref").mkdir()
+    assert cli(args) == 1  # --set hidden=32 is not a CMFH hyper-parameter: its cells fail, DJSRH's run
+    out = capsys.readouterr().out
+    assert "| DJSRH | 0,1 |" in out and "±" in out and "| CMFH |" not in out
+    args = [a for a in args if a not in ("--set", "hidden=32")] + ["--set", "iterations=3"]  # --epochs: only methods with epochs
+    args[args.index("djsrh,cmfh")] = "cmfh"
     assert cli(args) == 0
     out = capsys.readouterr().out
-    assert "| 8 |" in out and "±" in out and "2 seed(s)" in out
+    assert "| DJSRH | 0,1 |" in out and "| CMFH | 0,1 |" in out  # the report shows everything in --out
     cell = runs / "wiki" / "djsrh" / "djsrh" / "8bits" / "seed1" / "metrics.json"
-    assert cell.exists()
-    assert (runs / "wiki" / "table1_djsrh.csv").read_text().count("\n") == 3
-    assert (runs / "wiki" / "curves_djsrh.png").stat().st_size > 1000
+    assert cell.exists() and not (cell.parent / "train.lock").exists()
+    assert (runs / "table1.csv").read_text().count("\n") == 5
+    assert (runs / "wiki" / "curves.png").stat().st_size > 1000
     mtime = cell.stat().st_mtime_ns
-    assert cli(args) == 0  # everything done: nothing retrained
+    assert cli(args[:3] + ["djsrh,cmfh"] + args[4:]) == 0  # everything done: nothing retrained
     assert cell.stat().st_mtime_ns == mtime
 
 
@@ -273,11 +279,14 @@ def test_reference_tables_are_read_beside_ours(tmp_path):
         "| CMFH (3 seeds) | .235 / .363 | .248 / .419 |\n| DJSRH, 200 epochs (2 seeds; x) | .179 / .187 | .222 / .311 |\n"
     )
     rows = [dict(method="djsrh", variant="djsrh", dataset="wiki", bits=16, seed=s, i2t=0.2 + s / 100, t2i=0.3) for s in range(3)]
-    md = R.table1_markdown(rows, "wiki", "djsrh", ref)
-    assert "| 16 | 0.210 ± 0.010 | 0.179 | 0.388 | 0.300 ± 0.000 | 0.187 | 0.611 |" in md
-    assert "SIFT" in md  # the protocol difference is stated
+    rows += [dict(method="cmfh", variant="cmfh", dataset="wiki", bits=16, seed=0, i2t=0.24, t2i=0.36)]
+    md = R.table1_markdown(rows, "wiki", ref)
+    assert "| DJSRH | 0,1,2 | 0.210 ± 0.010 / 0.179 / 0.388 |" in md and "| DJSRH | 0,1,2 | 0.300 ± 0.000 / 0.187 / 0.611 |" in md
+    assert "| CMFH | 0 | 0.240 / 0.235 / - |" in md  # the paper file has no CMFH row
+    assert "AlexNet fc7" in md  # the paper's protocol difference is stated
     ind = R.load_independent_reference(ref)
     assert ind[("CMFH", "wiki", 32, "t2i")] == 0.419
+    assert R.reference_label(ind, "wiki", "djsrh") == "DJSRH, 200 epochs" and R.reference_label(ind, "wiki", "jdsh") is None
 
 
 @pytest.mark.slow
@@ -311,19 +320,21 @@ def _fake_rows():
     return rows
 
 
-def test_ablation_table_and_paired_eta_effect():
+def test_ablation_table_and_the_comparisons_its_variants_file_declares():
     from cmhash.cli.reproduce import ablation_report
     from cmhash.experiments import grid as R
 
     rows = _fake_rows()
-    eff = R.paired_effect(rows, "mirflickr", "djsrh-4", "djsrh-3")
+    eff = R.paired_effect(rows, "mirflickr", "djsrh-4", "djsrh-3", "djsrh")
     assert [e["bits"] for e in eff] == [16, 64]
     assert eff[0]["t2i"][0] == pytest.approx(-0.01, abs=0.01) and len(eff[0]["t2i_per_seed"]) == 3
     md = ablation_report(rows, "mirflickr", "djsrh", None)
-    assert "| DJSRH-3 |" in md and "| DJSRH-NOETA |" in md and "DJSRH − DJSRH-noeta" in md
+    assert "| DJSRH-3 |" in md and "| DJSRH-NOETA |" in md
+    assert "DJSRH-4 − DJSRH-3" in md and "DJSRH − DJSRH-NOETA" in md  # compare_with in presets/djsrh_variants.yaml
+    assert md.index("| DJSRH-3 |") < md.index("| DJSRH-4 |") < md.index("| DJSRH |") < md.index("| DJSRH-NOETA |")  # file order
 
 
-def test_results_doc_is_generated_from_runs(tmp_path):
+def test_results_doc_is_generated_from_runs_one_template_per_dataset(tmp_path):
     from cmhash.experiments.report import write_results_doc
 
     ref = tmp_path / "ref"
@@ -331,14 +342,37 @@ def test_results_doc_is_generated_from_runs(tmp_path):
     (ref / "independent_reference.md").write_text(
         "## MIRFlickr, subset\n\n| method | 16 bits | 64 bits |\n|---|---|---|\n| CMFH (3 seeds) | .821 / .763 | .875 / .801 |\n"
         "| DJSRH, 80 epochs (1 seed) | .784 / .787 | .858 / .822 |\n| DJSRH, 20 epochs (1 seed) | .734 / .744 | .825 / .797 |\n"
+        "\n## Wikipedia, official\n\n| method | 16 bits |\n|---|---|\n| CMFH (3 seeds) | .235 / .363 |\n"
     )
     rows = _fake_rows()
-    extra = [dict(r, seed=r["seed"] + 3, t2i=r["t2i"] + 0.01) for r in rows if r["variant"] == "djsrh" and r["bits"] == 16]
+    rows += [dict(r, method="cmfh", variant="cmfh", epochs=None, seconds_per_epoch=None, train_seconds=3.0) for r in rows if r["variant"] == "djsrh"]
+    rows += [dict(r, dataset="wiki", i2t=0.2, t2i=0.3) for r in rows if r["variant"] == r["method"] and r["bits"] == 16]
+    extra = [dict(r, seed=r["seed"] + 3, t2i=r["t2i"] + 0.01) for r in rows if r["variant"] == "djsrh" and r["bits"] == 16 and r["dataset"] == "mirflickr"]
     path = write_results_doc(rows + extra, tmp_path / "results.md", ref, main_seeds=[0, 1, 2])
     text = path.read_text()
-    assert "Seed variance on MIRFlickr" in text and "| 16 | T→I | 6 |" in text and "3 seed(s)" in text
-    assert "# DJSRH results" in text and "DJSRH, 80 epochs" in text and "cells reach it" in text
-    assert "beats independent reference CMFH" in text and "lower in 3 of 3 seeds" in text and "s/epoch" in text
+    assert "## 1. MIRFlickr" in text and "## 2. Wiki" in text and "Methods: CMFH, DJSRH" in text
+    for section in text.split("\n## ")[1:3]:  # the same parts in every dataset's section
+        assert "Image → Text, mAP@50" in section and "Protocol of these numbers" in section and "Training time" in section
+    assert "| DJSRH | 16 | T→I | 6 |" in text and "DJSRH against the independent reference (DJSRH, 80 epochs)" in text
+    assert "CMFH against the independent reference (CMFH)" in text and "Variants of DJSRH" in text and "DJSRH-4 − DJSRH-3" in text
+    assert "| mirflickr | CMFH | 16 | 3 | - | - | - | 3.0 s |" in text
+
+
+def test_reporting_code_names_no_method():
+    """Tables list the methods found in the runs; nothing in the reporting code is written for one method."""
+    import ast
+    import re
+
+    import cmhash.experiments.grid as grid
+    import cmhash.experiments.report as report
+    from cmhash.methods import METHODS
+
+    for mod in (grid, report):
+        tree = ast.parse(Path(mod.__file__).read_text())
+        strings = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+        for name in METHODS.names():
+            bad = [s for s in strings if re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", s)]
+            assert not bad, f"{mod.__name__} names method {name}: {bad[:3]}"
 
 
 def test_cli_train_smoke_on_the_synthetic_source(tmp_path):
@@ -397,29 +431,86 @@ def test_cli_trains_a_shallow_method_too_and_its_checkpoint_encodes(tmp_path):
     assert ck.method_name == "cmfh" and ck.encode(ds, "text").shape == (200, 8)
 
 
-def test_reproduce_results_report_only_writes_the_document_from_existing_runs(tmp_path):
+def _fake_run(runs, method, variant, dataset, bits, seed, i2t=0.8, t2i=0.7, split_sizes=None):
     from cmhash.experiments.grid import Cell
 
+    d = Cell(method, variant, dataset, bits, seed).run_dir(runs)
+    d.mkdir(parents=True)
+    (d / "metrics.json").write_text(json.dumps({
+        "i2t": {"map@50": i2t}, "t2i": {"map@50": t2i}, "seconds": 1.0, "train_seconds_total": 2.0,
+        "seconds_per_epoch": 0.5, "epochs": 80, "environment": {"load_average": [1.0, 1.0, 1.0], "cmhash": "0.1.0+gtest"},
+        "curves": {"ranks": [1, 50], "i2t_precision": [0.9, 0.8], "t2i_precision": [0.8, 0.7]},
+        "protocol": {"topk": 50, "tie_break": "stable_index", "selection": "last",
+                     "split": {"protocol": "djsrh", "sizes": split_sizes or {"query": 2000, "database": 5696, "train": 5000}}},
+        "features": {"image_features": "efficientnet-lite0", "text_features": "bow-1386"},
+    }))  # fmt: skip
+    return d
+
+
+def test_reproduce_results_report_only_writes_the_document_from_existing_runs(tmp_path):
     runs = tmp_path / "runs"
     for variant in ("djsrh", "djsrh-3", "djsrh-4"):
         for seed in (0, 1):
-            d = Cell("djsrh", variant, "mirflickr", 64, seed).run_dir(runs)
-            d.mkdir(parents=True)
-            (d / "metrics.json").write_text(json.dumps({
-                "i2t": {"map@50": 0.8 + seed / 100}, "t2i": {"map@50": 0.7}, "seconds": 1.0, "train_seconds_total": 2.0,
-                "seconds_per_epoch": 0.5, "epochs": 80, "environment": {"load_average": [1.0, 1.0, 1.0]},
-                "curves": {"ranks": [1, 50], "i2t_precision": [0.9, 0.8], "t2i_precision": [0.8, 0.7]},
-            }))
+            _fake_run(runs, "djsrh", variant, "mirflickr", 64, seed, i2t=0.8 + seed / 100)
     doc = tmp_path / "results.md"
-    args = ["reproduce", "results", "--data", str(tmp_path / "data"), "--mir-features", "x.npz", "--seeds", "0,1", "--bits", "64",
+    args = ["reproduce", "results", "--methods", "djsrh", "--data", str(tmp_path / "data"), "--seeds", "0,1", "--bits", "64",
             "--ablation-bits", "64", "--out", str(runs), "--doc", str(doc), "--report-only", "--reference", str(tmp_path),
-            "--variance", "mirflickr:64:0-3"]
+            "--variance", "mirflickr:64:0-3"]  # fmt: skip
     assert cli(args) == 0
     text = doc.read_text()
-    assert "## 1. MIRFlickr" in text and "| 64 | 0.805 ± 0.007 |" in text and "## 3. Ablation" in text and "DJSRH-4" in text
-    assert (runs / "results.csv").read_text().count("\n") == 7
+    assert "## 1. MIRFlickr" in text and "| DJSRH | 0,1 | 0.805 ± 0.007 / - / - |" in text and "Variants of DJSRH" in text and "DJSRH-4" in text
+    assert (runs / "table1.csv").read_text().count("\n") == 7
     assert (tmp_path / "results_mirflickr_curves.png").stat().st_size > 0 and "](results_mirflickr_curves.png)" in text
-    assert "Code that made the runs: not recorded" in text
+    assert "Code that made the runs: 0.1.0+gtest: 6 runs" in text
+
+
+def test_runs_of_different_methods_and_invocations_share_one_folder_and_one_report(tmp_path, capsys):
+    from cmhash.experiments import grid as R
+
+    runs = tmp_path / "table1"
+    for seed in (0, 1, 2):  # "engineer A": one method
+        _fake_run(runs, "djsrh", "djsrh", "mirflickr", 16, seed, i2t=0.78 + seed / 100)
+    for seed in (0, 1):  # "engineer B", another invocation, another method and dataset; one cell with another split
+        _fake_run(runs, "cmfh", "cmfh", "mirflickr", 16, seed, i2t=0.82)
+        _fake_run(runs, "cmfh", "cmfh", "wiki", 16, seed, i2t=0.24, split_sizes={"query": 693, "database": 2173, "train": 2173})
+    _fake_run(runs, "cmfh", "cmfh", "mirflickr", 32, 0, split_sizes={"query": 1000, "database": 5696, "train": 5000})
+    assert len(R.scan(runs)) == 8
+    assert cli(["reproduce", "report", "--out", str(runs), "--reference", str(tmp_path)]) == 0
+    md = (runs / "table1.md").read_text()
+    assert "| DJSRH | 0,1,2 | 0.790 ± 0.010 / - / - |" in md and "| CMFH | 0,1 | 0.820 ± 0.000 / - / - |" in md
+    assert "## 1. MIRFlickr" in md and "## 2. Wiki" in md
+    assert "djsrh: 1000 / 5696 / 5000 or 2000 / 5696 / 5000" in md  # differing protocols are shown, not hidden
+    rows = list(csv.DictReader(open(runs / "table1.csv")))
+    assert len(rows) == 8 and json.loads(rows[0]["protocol"])["split"] == "djsrh"
+    assert (runs / "mirflickr" / "curves.png").stat().st_size > 0 and "](mirflickr/curves.png)" in md
+    out = capsys.readouterr().out
+    assert "8 runs found" in out
+
+
+def test_a_cell_another_process_trains_is_left_alone(tmp_path):
+    import subprocess as sp
+
+    from cmhash.experiments import grid as R
+
+    cell = R.Cell("cmfh", "cmfh", "wiki", 16, 0)
+    assert R.claim(cell, tmp_path)  # we hold it
+    other = R.Cell("cmfh", "cmfh", "wiki", 16, 1)
+    other.run_dir(tmp_path).mkdir(parents=True)
+    (other.run_dir(tmp_path) / R.LOCK).write_text(str(os.getpid()))  # a live process holds it
+    assert not R.claim(other, tmp_path)
+    dead = sp.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (other.run_dir(tmp_path) / R.LOCK).write_text(str(dead.pid))  # its process is gone: stale
+    assert R.claim(other, tmp_path)
+    R.release(cell, tmp_path)
+    assert not (cell.run_dir(tmp_path) / R.LOCK).exists()
+
+
+def test_table1_needs_known_methods(tmp_path, capsys):
+    assert cli(["reproduce", "table1", "--dataset", "wiki", "--out", str(tmp_path), "--report-only"]) == 2
+    assert "--methods" in capsys.readouterr().err
+    assert cli(["reproduce", "table1", "--methods", "djsrh,nosuch", "--dataset", "wiki", "--out", str(tmp_path), "--report-only"]) == 2
+    assert "unknown method 'nosuch'" in capsys.readouterr().err
 
 
 def test_features_from_a_cmhash_feature_cache_and_encoder_specs_in_the_checkpoint(tmp_path):

@@ -1,13 +1,18 @@
-"""`cmhash reproduce`: run the DJSRH paper's experiments over several seeds and report them.
+"""`cmhash reproduce`: run the paper's experiments for any registered methods over several seeds, and report them.
 
-* ``table1``: one method on one dataset at several code lengths (paper Table 1);
-* ``ablation``: the variants DJSRH-1 ... DJSRH-6 of the paper's Table 2 (plus ``djsrh-noeta``);
-* ``results``: everything ``docs/results.md`` reports (Wiki and MIRFlickr Table 1, the MIRFlickr
-  ablation, CMFH beside DJSRH when CMFH is installed), then writes that document.
+* ``table1``: methods (``--methods a,b`` or ``all``) on one dataset at several code lengths
+  (paper Table 1), then the report of everything in ``--out``;
+* ``ablation``: a method's variants (``presets/<method>_variants.yaml``; DJSRH: the paper's Table 2);
+* ``report``: the tables, CSV and plots from whatever runs exist in ``--out`` (and with ``--doc``
+  the results document), training nothing;
+* ``results``: the grids ``docs/results.md`` reports (Wiki and MIRFlickr Table 1 for ``--methods``,
+  the variants of those that have them), then writes that document.
 
-Each run is its own ``cmhash train`` process; runs whose ``metrics.json`` exists are skipped and
-interrupted runs resume, so a grid can be stopped and restarted. Tables give mean ± std over
-seeds beside the paper's numbers and the independent reference's (from ``../shared/reference``).
+Each run is its own ``cmhash train`` process in ``OUT/<dataset>/<method>/<variant>/<bits>bits/seed<k>``;
+runs whose ``metrics.json`` exists are skipped, runs another process is training are left to it,
+and interrupted runs resume, so grids of different methods and invocations share one folder and
+can be stopped and restarted. Tables give mean ± std over seeds beside the paper's numbers and
+the independent reference's (from ``../shared/reference``).
 """
 
 from __future__ import annotations
@@ -16,10 +21,15 @@ from cmhash.cli._common import add_parser
 
 EPILOG_TABLE1 = """\
 examples:
-  cmhash reproduce table1 --dataset wiki --data-root ../shared/data/wikipedia --seeds 0,1,2 --out runs
-  cmhash reproduce table1 --dataset mirflickr --data-root ../shared/data/mirflickr25k \\
-      --features mir_effnet_lite0.npz --bits 16,32,64,128 --seeds 0,1,2 --jobs 2 --out runs
-  cmhash reproduce table1 ... --report-only          # tables from the runs that exist, train nothing
+  cmhash reproduce table1 --methods djsrh,cmfh --dataset wiki --data-root ../shared/data/wikipedia --seeds 0,1,2 --out runs/table1
+  cmhash reproduce table1 --methods all --dataset mirflickr --data-root ../shared/data/mirflickr25k \\
+      --bits 16,32,64,128 --seeds 0,1,2 --jobs 2 --out runs/table1
+  cmhash reproduce report --out runs/table1          # tables from the runs that exist, train nothing
+"""
+EPILOG_REPORT = """\
+examples:
+  cmhash reproduce report --out runs/table1                       # runs/table1/table1.{md,csv}, <dataset>/curves.png
+  cmhash reproduce report --out runs/table1 --doc docs/results.md --seeds 0,1,2
 """
 EPILOG_ABLATION = """\
 examples:
@@ -40,7 +50,8 @@ def _common(p, dataset_required: bool = True) -> None:
         p.add_argument("--dataset", required=True, help="data source (wiki, mirflickr, ...)")
         p.add_argument("--data-root", help="folder of the dataset")
         p.add_argument("--features", help="precomputed image features (.npz or feature cache), as for `cmhash train`")
-    p.add_argument("--method", default="djsrh", help="method to run")
+    p.add_argument("--method", help="one method (same as --methods NAME)")
+    p.add_argument("--methods", help="comma list of registered methods, or 'all'")
     p.add_argument("--seeds", default="0,1,2", help="comma list of seeds")
     p.add_argument("--out", default="runs", help="root folder of the runs (OUT/<dataset>/<method>/<variant>/<bits>bits/seed<k>)")
     p.add_argument("--jobs", type=int, default=1, help="runs trained in parallel (each a 1-thread process by default)")
@@ -51,6 +62,7 @@ def _common(p, dataset_required: bool = True) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--reference", help="folder with the paper's tables and independent_reference.md (default: ../shared/reference)")
     p.add_argument("--report-only", action="store_true", help="do not train; report the runs that exist")
+    p.add_argument("--curve-bits", type=int, help="code length of the precision@top-R plots (default: the longest most methods ran)")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -61,35 +73,57 @@ def register(sub) -> None:
     _common(t)
     t.add_argument("--bits", default="16,32,64,128")
     t.set_defaults(func=run_table1)
-    a = add_parser(s, "ablation", help="DJSRH-1 ... DJSRH-6 (paper Table 2)", description=__doc__, epilog=EPILOG_ABLATION)
+    a = add_parser(s, "ablation", help="a method's variants (DJSRH: paper Table 2)", description=__doc__, epilog=EPILOG_ABLATION)
     _common(a)
     a.add_argument("--bits", default="64")
-    a.add_argument("--variants", default="all", help="comma list, or 'all' (djsrh-1..6, djsrh, djsrh-noeta)")
+    a.add_argument("--variants", default="all", help="comma list, or 'all' (every section of presets/<method>_variants.yaml)")
     a.set_defaults(func=run_ablation)
+    rp = add_parser(s, "report", help="tables, CSV and plots from the runs that exist in --out", description=__doc__, epilog=EPILOG_REPORT)
+    rp.add_argument("--out", default="runs", help="root folder of the runs")
+    rp.add_argument("--doc", help="also write the results document here (e.g. docs/results.md)")
+    rp.add_argument("--seeds", help="main seeds of the tables (default: every seed found); more seeds show as seed variance")
+    rp.add_argument("--reference", help="folder with the paper's tables and independent_reference.md (default: ../shared/reference)")
+    rp.add_argument("--curve-bits", type=int, help="code length of the precision@top-R plots")
+    rp.set_defaults(func=run_report)
     r = add_parser(s, "results", help="every experiment of docs/results.md, then write it", description=__doc__, epilog=EPILOG_RESULTS)
     _common(r, dataset_required=False)
     r.add_argument("--data", required=True, help="folder holding wikipedia/ and mirflickr25k/ (../shared/data)")
-    r.add_argument("--mir-features", required=True, help="MIRFlickr image features (.npz or feature cache)")
+    r.add_argument("--mir-features", help="MIRFlickr image features (.npz or feature cache; default: the ready-made cache)")
     r.add_argument("--bits", default="16,32,64,128")
     r.add_argument("--ablation-bits", default="64")
     r.add_argument(
         "--variance",
         action="append",
-        metavar="DATASET:BITS:SEEDS",
-        help="extra seeds for a seed-variance check, e.g. mirflickr:16,32:0-5 or wiki:16,32,64,128:0-9 (repeatable)",
+        metavar="[METHOD/]DATASET:BITS:SEEDS",
+        help="extra seeds for a seed-variance check, e.g. mirflickr:16,32:0-5 or cmfh/wiki:64:0-9 (repeatable; default method: the first of --methods)",
     )
     r.add_argument("--doc", default="docs/results.md", help="markdown file to write")
     r.set_defaults(func=run_results)
     p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
 
 
-def _variance_spec(spec: str) -> tuple[str, str, str]:
+def _variance_spec(spec: str, default_method: str) -> tuple[str, str, str, str]:
     from cmhash.errors import CmhashError
 
-    parts = spec.split(":")
+    method, _, rest = spec.rpartition("/")
+    parts = rest.split(":")
     if len(parts) != 3 or parts[0] not in ("mirflickr", "wiki"):
-        raise CmhashError(f"--variance expects DATASET:BITS:SEEDS with DATASET mirflickr or wiki, e.g. wiki:64,128:0-9; got '{spec}'")
-    return parts[0], parts[1], parts[2]
+        raise CmhashError(f"--variance expects [METHOD/]DATASET:BITS:SEEDS with DATASET mirflickr or wiki, e.g. wiki:64,128:0-9; got '{spec}'")
+    return method or default_method, parts[0], parts[1], parts[2]
+
+
+def _methods(args) -> list[str]:
+    """--methods a,b | all (and --method), checked against the registry."""
+    from cmhash.errors import CmhashError
+    from cmhash.methods import METHODS
+
+    text = ",".join(t for t in (args.methods, args.method) if t)
+    if not text:
+        raise CmhashError("give the methods to run: --methods NAME[,NAME...] or --methods all")
+    names = METHODS.names() if text.strip().lower() == "all" else [t.strip().lower() for t in text.split(",") if t.strip()]
+    for n in names:
+        METHODS.get(n)  # unknown name: an error listing the known ones
+    return list(dict.fromkeys(names))
 
 
 def _seed_range(text: str) -> list[int]:
@@ -153,36 +187,61 @@ def _write(text: str, path) -> None:
         fh.write(text)
 
 
+def _report(args, root) -> int:
+    """The tables of everything under ``root``; prints where they are."""
+    from cmhash.experiments import grid as R
+    from cmhash.experiments.report import write_report
+
+    main = _seeds(args.seeds) if getattr(args, "seeds", None) else None
+    doc = getattr(args, "doc", None)
+    res = write_report(root, R.require_reference(args.reference), doc=doc, curve_bits=args.curve_bits, main_seeds=main, command=_command())
+    print(res["markdown"].read_text(encoding="utf-8"))
+    print(f"{len(res['rows'])} runs found under {root}")
+    print(f"markdown: {res['markdown']}\nCSV (one row per run, with its protocol): {res['csv']}")
+    for dataset, png in res["plots"].items():
+        print(f"precision@top-R ({dataset}): {png}")
+    if "doc" in res:
+        print(f"results document: {res['doc']}")
+    return 0
+
+
+def _command() -> str | None:
+    import shlex
+    import sys
+
+    return "cmhash " + shlex.join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith(("cmhash", "__main__.py")) else None
+
+
 def run_table1(args) -> int:
     from pathlib import Path
 
-    from cmhash.methods import METHODS
     from cmhash.experiments import grid as R
 
-    METHODS.get(args.method)
-    cells = R.plan(args.method, args.dataset, _ints(args.bits), _seeds(args.seeds))
+    cells = [c for m in _methods(args) for c in R.plan(m, args.dataset, _ints(args.bits), _seeds(args.seeds))]
     status = _run(cells, args, _spec(args, args.data_root, args.features))
-    root = Path(args.out)
-    rows = R.collect(cells, root)
-    ref = R.require_reference(args.reference)
-    md = R.table1_markdown(rows, args.dataset, args.method, ref)
-    base = root / args.dataset / f"table1_{args.method}"
-    R.write_csv(rows, base.with_suffix(".csv"))
-    _write(md, base.with_suffix(".md"))
-    png = R.plot_curves(rows, args.dataset, base.parent / f"curves_{args.method}.png", args.method)
-    print(md)
-    print(f"CSV: {base.with_suffix('.csv')}\nmarkdown: {base.with_suffix('.md')}" + (f"\nprecision@top-R curves: {png}" if png else ""))
+    args.seeds = None  # the report shows every seed found under --out
+    _report(args, Path(args.out))
     return status
+
+
+def run_report(args) -> int:
+    from pathlib import Path
+
+    from cmhash.errors import MissingFileError
+
+    root = Path(args.out)
+    if not root.is_dir():
+        raise MissingFileError(f"{root}: no such folder of runs (train some with `cmhash reproduce table1 ... --out {root}`)")
+    return _report(args, root)
 
 
 def _variants(text: str, method: str) -> list[str]:
     from cmhash.errors import CmhashError
-    from cmhash.experiments.settings import available_variants
-    from cmhash.experiments.grid import ABLATION_ORDER
+    from cmhash.experiments.grid import variant_info
 
-    known = available_variants(method)
+    known = variant_info(method)[0]
     if text == "all":
-        return [v for v in ABLATION_ORDER if v in known or v == method]
+        return known + ([method] if method not in known else [])
     chosen = [v.strip().lower() for v in text.split(",") if v.strip()]
     bad = [v for v in chosen if v not in known and v != method]
     if bad:
@@ -193,15 +252,9 @@ def _variants(text: str, method: str) -> list[str]:
 def ablation_report(rows, dataset: str, method: str, ref) -> str:
     from cmhash.experiments import grid as R
 
-    md = R.ablation_markdown(rows, dataset, ref, method)
-    for with_v, without_v, title in (
-        ("djsrh-4", "djsrh-3", "DJSRH-4 − DJSRH-3: adding eta to the plain mix"),
-        ("djsrh", "djsrh-noeta", "DJSRH − DJSRH-noeta: eta in the full model"),
-    ):
-        eff = R.paired_effect(rows, dataset, with_v, without_v, method)
-        if eff:
-            md += f"\nEffect of the high-order term, {title} (paired by seed):\n\n" + R.effect_markdown(eff, with_v + " − " + without_v)
-    return md
+    md = R.ablation_markdown(rows, dataset, method, ref)
+    eff = R.effects_markdown(rows, dataset, method)
+    return md + ("\n" + eff if eff else "")
 
 
 def run_ablation(args) -> int:
@@ -209,6 +262,12 @@ def run_ablation(args) -> int:
 
     from cmhash.experiments import grid as R
 
+    methods = _methods(args)
+    if len(methods) != 1:
+        from cmhash.errors import CmhashError
+
+        raise CmhashError("ablation runs the variants of one method: give --method NAME")
+    args.method = methods[0]
     variants = _variants(args.variants, args.method)
     cells = R.plan(args.method, args.dataset, _ints(args.bits), _seeds(args.seeds), variants)
     status = _run(cells, args, _spec(args, args.data_root, args.features))
@@ -224,54 +283,30 @@ def run_ablation(args) -> int:
 
 
 def run_results(args) -> int:
+    """Table 1 grids of --methods on Wiki and MIRFlickr, the variants of those that have them, extra seeds; then the document."""
     from pathlib import Path
 
-    from cmhash.methods import METHODS
     from cmhash.experiments import grid as R
-    from cmhash.experiments.report import write_results_doc
 
+    methods = _methods(args)
     data = Path(args.data)
     root = Path(args.out)
     seeds = _seeds(args.seeds)
     bits = _ints(args.bits)
-    wiki_cells = R.plan(args.method, "wiki", bits, seeds)
-    mir_cells = R.plan(args.method, "mirflickr", bits, seeds)
-    abl_cells = R.plan(args.method, "mirflickr", _ints(args.ablation_bits), seeds, _variants("all", args.method))
-    abl_cells = [c for c in abl_cells if c not in set(mir_cells)]
-    var_mir, var_wiki = [], []
-    for spec in args.variance or []:
-        ds_name, bits_text, seeds_text = _variance_spec(spec)
-        cells = R.plan(args.method, ds_name, _ints(bits_text), _seed_range(seeds_text))
-        (var_wiki if ds_name == "wiki" else var_mir).extend(c for c in cells if c not in set(mir_cells) | set(wiki_cells))
-    cmfh = "cmfh" in METHODS
-    status = 0
     mir = (str(data / "mirflickr25k"), args.mir_features)
     wiki = (str(data / "wikipedia"), None)
-    groups = [(wiki_cells, *wiki), (mir_cells, *mir), (abl_cells, *mir), (var_mir, *mir), (var_wiki, *wiki)]
-    if cmfh:
-        groups.append((R.plan("cmfh", "mirflickr", bits, seeds), str(data / "mirflickr25k"), args.mir_features))
-        groups.append((R.plan("cmfh", "wiki", bits, seeds), str(data / "wikipedia"), None))
-    all_cells = []
+    groups = []
+    for m in methods:
+        groups += [(R.plan(m, "wiki", bits, seeds), *wiki), (R.plan(m, "mirflickr", bits, seeds), *mir)]
+        variants = [v for v in R.variant_info(m)[0] if v != m]
+        if variants:
+            groups.append((R.plan(m, "mirflickr", _ints(args.ablation_bits), seeds, variants), *mir))
+    for spec in args.variance or []:
+        m, ds_name, bits_text, seeds_text = _variance_spec(spec, methods[0])
+        groups.append((R.plan(m, ds_name, _ints(bits_text), _seed_range(seeds_text)), *(wiki if ds_name == "wiki" else mir)))
+    status = 0
     for cells, data_root, feats in groups:
-        all_cells += cells
         status |= _run(cells, args, _spec(args, data_root, feats))
-    rows = R.collect(all_cells, root)
-    R.write_csv(rows, root / "results.csv")
-    import shutil
-
-    from cmhash.io import atomic_path
-    from cmhash.experiments.report import CURVES_PNG
-
-    for ds in ("wiki", "mirflickr"):
-        png = R.plot_curves(rows, ds, root / ds / f"curves_{args.method}.png", args.method)
-        if png is not None:  # beside the document, which shows it
-            Path(args.doc).parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(Path(args.doc).parent / CURVES_PNG.format(dataset=ds), suffix=".png") as tmp:
-                shutil.copyfile(png, tmp)
-    import shlex
-    import sys
-
-    command = "cmhash " + shlex.join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith(("cmhash", "__main__.py")) else None
-    doc = write_results_doc(rows, Path(args.doc), R.require_reference(args.reference), main_seeds=seeds, command=command)
-    print(f"wrote {doc}; runs under {root}; CSV {root / 'results.csv'}")
+    args.seeds = ",".join(map(str, seeds))
+    _report(args, root)
     return status

@@ -1,11 +1,15 @@
-"""Experiment grids of the DJSRH paper (Table 1, Table 2 ablation) run over seeds, and their reports.
+"""Experiment grids (any registered methods x datasets x code lengths x seeds), run over seeds, and their tables.
 
 A grid is a list of :class:`Cell` (method, variant, dataset, bits, seed), each trained by its own
-``cmhash train`` process into ``OUT/<dataset>/<method>/<variant>/<bits>bits/seed<k>/``. A cell whose
-``metrics.json`` exists is skipped, and an interrupted cell resumes from its checkpoint, so a grid
-can be stopped and restarted at any time. Reports are markdown tables (mean +- std over seeds, our
-numbers beside the paper's and the independent reference's), a long-format CSV and PNG plots of
-the precision@top-R curves.
+``cmhash train`` process into ``OUT/<dataset>/<method>/<variant>/<bits>bits/seed<k>/``. The layout
+lets grids of different methods, started by different people or invocations, share one ``OUT``:
+a cell whose ``metrics.json`` exists is skipped, a cell another process is training (its
+``train.lock`` names a live process) is left alone, and an interrupted cell resumes from its
+checkpoint. :func:`scan` finds every finished cell under ``OUT``, so one report can be built from
+whatever exists. Reports are markdown tables (mean +- std over seeds, ours beside the paper's and
+the independent reference's figures), a long-format CSV with the protocol of every number, and
+PNG plots of the precision@top-R curves. Nothing here names a method: tables list the methods
+found in the runs; variants and their comparisons come from ``presets/<method>_variants.yaml``.
 """
 
 from __future__ import annotations
@@ -27,34 +31,14 @@ import numpy as np
 from cmhash.errors import MissingFileError
 from cmhash.io import atomic_open
 
-ABLATION_ORDER = ("djsrh-1", "djsrh-2", "djsrh-3", "djsrh-4", "djsrh-5", "djsrh", "djsrh-6", "djsrh-noeta")
-ABLATION_LABELS = {
-    "djsrh-1": "S = S_I",
-    "djsrh-2": "S = S_T",
-    "djsrh-3": "beta S_I + (1-beta) S_T",
-    "djsrh-4": "+ eta (high-order term)",
-    "djsrh-5": "+ mu",
-    "djsrh": "+ lambda1, lambda2 (full DJSRH)",
-    "djsrh-6": "full, alpha = 1 (constant tanh)",
-    "djsrh-noeta": "full without eta (cmhash addition)",
-}
-#: What differs between our protocol and the paper's, per dataset (table captions).
-PROTOCOL_NOTES = {
-    "mirflickr": (
-        "Ours and the independent reference: the 7,696-pair subset of MIRFlickr-25K in ../shared/data (image number <= 10000), "
-        "frozen EfficientNet-Lite0 pooled features (1,280-d) with a trained MLP head as ImgNet, binary 1,386-d tag BoW, "
-        "DJSRH per-label split (2,000 queries, 5,696 database, 5,000 training pairs). Paper: the full 20,015-pair set "
-        "(18,015 database), AlexNet fine-tuned end to end on 224-px crops. mAP@50, DJSRH definition, ties broken by database index."
-    ),
-    "wiki": (
-        "Ours and the independent reference: the official 128-d SIFT bag-of-words image features and 10-d LDA text features, "
-        "official split (2,173 training = database pairs, 693 queries), ImgNet = MLP head over the SIFT features. "
-        "Paper: AlexNet fc7 features of the raw Wiki images (conv layers frozen, fc layers trained), which are not available here; "
-        "SIFT BoW is a far weaker image representation. mAP@50, DJSRH definition."
-    ),
-    "nuswide": "Paper setting: NUS-WIDE top-10 concepts, 186,577 pairs, AlexNet end to end.",
+#: What the paper's protocol was per dataset (table captions; ours is read from each run's metrics.json).
+PAPER_PROTOCOL = {
+    "mirflickr": "Paper: the full 20,015-pair MIRFlickr-25K (18,015 database), AlexNet fine-tuned end to end on 224-px crops.",
+    "wiki": "Paper: AlexNet fc7 features of the raw Wiki images (conv layers frozen), which are not available here.",
+    "nuswide": "Paper: NUS-WIDE top-10 concepts, 186,577 pairs, AlexNet end to end.",
 }
 PAPER_DATASET = {"mirflickr": "mirflickr", "wiki": "wiki", "nuswide": "nuswide"}
+LOCK = "train.lock"
 
 
 @dataclass(frozen=True)
@@ -97,15 +81,75 @@ def train_command(cell: Cell, root: Path, spec: GridSpec) -> list[str]:
         cmd += ["--features", str(spec.features)]
     if cell.variant != cell.method:
         cmd += ["--variant", cell.variant]
-    if spec.epochs:
+    if spec.epochs and "epochs" in _defaults(cell.method):  # shallow methods have no epochs
         cmd += ["--epochs", str(spec.epochs)]
     for item in spec.overrides:
         cmd += ["--set", item]
     return cmd + list(spec.extra_args)
 
 
+def _defaults(method: str) -> dict[str, Any]:
+    from cmhash.methods import METHODS
+
+    return getattr(METHODS.get(method), "DEFAULTS", {})
+
+
 def is_done(cell: Cell, root: Path) -> bool:
     return (cell.run_dir(root) / "metrics.json").exists()
+
+
+_CELL_RE = re.compile(r"^(?P<bits>\d+)bits$")
+
+
+def scan(root: Path) -> list[Cell]:
+    """Every finished cell under ``root`` (``<dataset>/<method>/<variant>/<bits>bits/seed<k>/metrics.json``)."""
+    cells = []
+    for path in sorted(Path(root).glob("*/*/*/*bits/seed*/metrics.json")):
+        run = path.parent
+        m = _CELL_RE.match(run.parent.name)
+        seed = run.name[len("seed") :]
+        if not m or not seed.isdigit():
+            continue
+        variant, method, dataset = run.parents[1].name, run.parents[2].name, run.parents[3].name
+        cells.append(Cell(method, variant, dataset, int(m.group("bits")), int(seed)))
+    return cells
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim(cell: Cell, root: Path) -> bool:
+    """Take the cell's lock (``train.lock`` with our pid); False when a live process holds it."""
+    out = cell.run_dir(root)
+    out.mkdir(parents=True, exist_ok=True)
+    lock = out / LOCK
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and _pid_alive(pid):
+                return False
+            lock.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(str(os.getpid()))
+        return True
+    return False
+
+
+def release(cell: Cell, root: Path) -> None:
+    (cell.run_dir(root) / LOCK).unlink(missing_ok=True)
 
 
 def run_grid(cells: Sequence[Cell], root: Path, spec: GridSpec, jobs: int = 1, progress: bool = True, log=print) -> list[Cell]:
@@ -114,6 +158,7 @@ def run_grid(cells: Sequence[Cell], root: Path, spec: GridSpec, jobs: int = 1, p
     if not pending:
         return []
     log(f"{len(cells) - len(pending)} of {len(cells)} runs already done; training {len(pending)} ({jobs} at a time) under {root}")
+    busy: list[Cell] = []
     env = dict(os.environ)
     src = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -129,8 +174,13 @@ def run_grid(cells: Sequence[Cell], root: Path, spec: GridSpec, jobs: int = 1, p
         while queue or running:
             while queue and len(running) < max(1, jobs):
                 cell = queue.pop(0)
+                if is_done(cell, root):  # finished meanwhile by another invocation
+                    continue
+                if not claim(cell, root):
+                    busy.append(cell)
+                    log(f"skipped (another process is training it): {cell.run_dir(root)}")
+                    continue
                 out = cell.run_dir(root)
-                out.mkdir(parents=True, exist_ok=True)
                 fh = open(out / "train.out", "a", encoding="utf-8")
                 fh.write(f"$ {' '.join(train_command(cell, root, spec))}\n")
                 fh.flush()
@@ -142,6 +192,7 @@ def run_grid(cells: Sequence[Cell], root: Path, spec: GridSpec, jobs: int = 1, p
                 if proc.poll() is None:
                     continue
                 fh.close()
+                release(cell, root)
                 running.remove(item)
                 if proc.returncode != 0 or not is_done(cell, root):
                     failed.append(cell)
@@ -154,6 +205,7 @@ def run_grid(cells: Sequence[Cell], root: Path, spec: GridSpec, jobs: int = 1, p
             proc.terminate()
             proc.wait()
             fh.close()
+            release(cell, root)
         raise
     finally:
         if bar is not None:
@@ -162,8 +214,30 @@ def run_grid(cells: Sequence[Cell], root: Path, spec: GridSpec, jobs: int = 1, p
 
 
 # ---------------------------------------------------------------------------- results
+def protocol_of(m: dict[str, Any]) -> dict[str, Any]:
+    """How a number was made, from a run's metrics.json: split, evaluation, features, training length, code."""
+    p = m.get("protocol") or {}
+    split = p.get("split") or {}
+    env = m.get("environment") or {}
+    return {
+        "split": split.get("protocol"),
+        "split_sizes": split.get("sizes"),
+        "split_params": split.get("params"),
+        "metric": f"mAP@{p.get('topk', 50)}" + (f" ({p['map_definition']})" if p.get("map_definition") else ""),
+        "tie_break": p.get("tie_break"),
+        "selection": p.get("selection"),
+        "validation": p.get("validation"),
+        "features": m.get("features"),
+        "epochs": m.get("epochs"),
+        "hparams": m.get("hparams"),
+        "code": env.get("cmhash"),
+        "device": env.get("device"),
+        "threads": env.get("torch_threads"),
+    }
+
+
 def collect(cells: Sequence[Cell], root: Path) -> list[dict[str, Any]]:
-    """One row per finished cell (long format)."""
+    """One row per finished cell (long format), with the protocol of its number."""
     rows = []
     for c in cells:
         path = c.run_dir(root) / "metrics.json"
@@ -184,6 +258,8 @@ def collect(cells: Sequence[Cell], root: Path) -> list[dict[str, Any]]:
                 "curves": m.get("curves"),
                 "load_average": (m.get("environment") or {}).get("load_average"),
                 "code": (m.get("environment") or {}).get("cmhash"),
+                "protocol": protocol_of(m),
+                "run_dir": str(c.run_dir(root)),
             }
         )
     return rows
@@ -198,12 +274,14 @@ def _epoch_seconds(log: Path) -> list[float]:
 
 
 def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> Path:
-    cols = ["method", "variant", "dataset", "bits", "seed", "i2t", "t2i", "seconds", "train_seconds", "seconds_per_epoch", "seconds_per_epoch_median", "epochs"]
+    """Long format, one row per run; ``protocol`` is the JSON of :func:`protocol_of` (how the number was made)."""
+    cols = ["method", "variant", "dataset", "bits", "seed", "i2t", "t2i", "seconds", "train_seconds", "seconds_per_epoch",
+            "seconds_per_epoch_median", "epochs", "code", "run_dir", "protocol"]  # fmt: skip
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
     w.writeheader()
     for r in rows:
-        w.writerow(r)
+        w.writerow({**r, "protocol": json.dumps(r.get("protocol"), sort_keys=True, default=str)})
     with atomic_open(path, "w") as fh:
         fh.write(buf.getvalue())
     return path
@@ -302,9 +380,9 @@ def load_independent_reference(ref_dir: Path | None) -> dict[tuple[str, str, int
     return out
 
 
-def reference_djsrh_label(ref: dict, dataset: str) -> str | None:
-    """The reference's longest-trained DJSRH row for ``dataset`` (e.g. 'DJSRH, 80 epochs')."""
-    labels = sorted({k[0] for k in ref if k[1] == dataset and k[0].startswith("DJSRH")})
+def reference_label(ref: dict, dataset: str, method: str) -> str | None:
+    """The independent reference's row for ``method`` on ``dataset`` (its longest-trained one, e.g. 'X, 80 epochs')."""
+    labels = sorted({k[0] for k in ref if k[1] == dataset and k[0].split(",")[0].strip().upper() == method.upper()})
     if not labels:
         return None
 
@@ -315,65 +393,120 @@ def reference_djsrh_label(ref: dict, dataset: str) -> str | None:
     return max(labels, key=epochs)
 
 
+def variant_info(method: str) -> tuple[list[str], dict[str, str], dict[str, str]]:
+    """``(order, descriptions, compare_with)`` of the method's variants file (empty without one)."""
+    from cmhash.presets import has_presets, sections
+
+    if not has_presets(f"{method}_variants"):
+        return [], {}, {}
+    secs = {k: v for k, v in sections(f"{method}_variants").items() if k != "default"}
+    return list(secs), {k: v.description or "" for k, v in secs.items()}, {k: v.compare_with for k, v in secs.items() if v.compare_with}
+
+
+def method_variants(rows, dataset: str | None = None) -> list[tuple[str, str]]:
+    """(method, variant) pairs present, each method's own settings first, then its variants in file order."""
+    pairs = sorted({(r["method"], r["variant"]) for r in rows if dataset is None or r["dataset"] == dataset})
+    out = []
+    for method in sorted({m for m, _ in pairs}):
+        order = variant_info(method)[0]
+        vs = [v for m, v in pairs if m == method]
+        out += [(method, v) for v in sorted(vs, key=lambda v: (v != method, order.index(v) if v in order else len(order), v))]
+    return out
+
+
+def label(method: str, variant: str) -> str:
+    return method.upper() if variant == method else f"{method.upper()} [{variant}]"
+
+
 # ---------------------------------------------------------------------------- tables
-def table1_markdown(rows, dataset: str, method: str = "djsrh", ref_dir: Path | None = None, variant: str | None = None) -> str:
-    """Ours (mean ± std over seeds) beside the independent reference and the paper, per code length."""
+def table1_markdown(rows, dataset: str, ref_dir: Path | None = None, pairs: Sequence[tuple[str, str]] | None = None) -> str:
+    """Every (method, variant) of ``dataset``: ours (mean ± std over seeds) beside the reference and the paper, per code length."""
     paper = load_paper_table1(ref_dir)
     ref = load_independent_reference(ref_dir)
-    ref_label = reference_djsrh_label(ref, dataset) if method == "djsrh" else method.upper()
-    mine = group(rows, dataset=dataset, method=method, variant=variant or method)
-    bits = sorted({r["bits"] for r in mine})
-    seeds = sorted({r["seed"] for r in mine})
-    head = ["bits", "ours I→T", f"ref. I→T", "paper I→T", "ours T→I", "ref. T→I", "paper T→I"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for b in bits:
-        cells = [str(b)]
-        for task in ("i2t", "t2i"):
-            rs = [r[task] for r in mine if r["bits"] == b]
-            cells.append(fmt(*mean_std(rs)))
-            rv = ref.get((ref_label, dataset, b, task)) if ref_label else None
-            cells.append(f"{rv:.3f}" if rv is not None else "-")
-            pv = paper.get((method.upper(), PAPER_DATASET.get(dataset, dataset), b, task))
-            cells.append(f"{pv:.3f}" if pv is not None else "-")
-        lines.append("| " + " | ".join(cells[:1] + cells[1:4] + cells[4:]) + " |")
+    mine = group(rows, dataset=dataset)
+    pairs = list(pairs) if pairs is not None else [p for p in method_variants(mine) if p[0] == p[1]]
+    bits = sorted({r["bits"] for r in mine if (r["method"], r["variant"]) in pairs})
+    out = []
+    for task, arrow in (("i2t", "Image → Text"), ("t2i", "Text → Image")):
+        head = ["method", "seeds"] + [f"{b} bits" for b in bits]
+        lines = [f"{arrow}, mAP@50: ours (mean ± std over seeds) / independent reference / paper", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for method, variant in pairs:
+            rs = group(mine, method=method, variant=variant)
+            seeds = sorted({r["seed"] for r in rs})
+            ref_label = reference_label(ref, dataset, method) if variant == method else None
+            cells = [label(method, variant), ",".join(map(str, seeds))]
+            for b in bits:
+                ours = fmt(*mean_std([r[task] for r in rs if r["bits"] == b]))
+                rv = ref.get((ref_label, dataset, b, task)) if ref_label else None
+                pv = paper.get((method.upper(), PAPER_DATASET.get(dataset, dataset), b, task)) if variant == method else None
+                cells.append(f"{ours} / {'-' if rv is None else f'{rv:.3f}'} / {'-' if pv is None else f'{pv:.3f}'}")
+            lines.append("| " + " | ".join(cells) + " |")
+        out.append("\n".join(lines) + "\n")
     caption = (
-        f"mAP@50 of {method.upper()} on {dataset}, mean ± sample std over {len(seeds)} seed(s) ({', '.join(map(str, seeds))}); "
-        f"each seed draws its own split, initialisation and batch order. 'ref.' = independent reference ({ref_label or 'n/a'}), "
-        f"'paper' = DJSRH paper Table 1. {PROTOCOL_NOTES.get(dataset, '')}"
+        f"Each seed draws its own split, initialisation and batch order. 'reference' = the independent reference "
+        f"(independent_reference.md, its longest-trained row of the method), 'paper' = DJSRH paper Table 1 "
+        f"(djsrh_table1_map50.csv). {PAPER_PROTOCOL.get(dataset, '')} Our protocol per method: see the protocol table."
     )
-    return "\n".join(lines) + "\n\n" + caption + "\n"
+    return "\n".join(out) + "\n" + caption + "\n"
 
 
-def ablation_markdown(rows, dataset: str, ref_dir: Path | None = None, method: str = "djsrh") -> str:
+def protocol_markdown(rows, dataset: str) -> str:
+    """How each method's numbers on ``dataset`` were made (read from the runs); differing cells are listed."""
+    lines = ["| method | runs | split (query / database / train) | features | epochs | selection | code |", "|---|---|---|---|---|---|---|"]
+    for method, variant in method_variants(rows, dataset):
+        rs = group(rows, dataset=dataset, method=method, variant=variant)
+        protos = [r.get("protocol") or {} for r in rs]
+
+        def one(key, fmt_fn=str):
+            vals = sorted({json.dumps(p.get(key), sort_keys=True, default=str) for p in protos})
+            shown = [fmt_fn(json.loads(v)) for v in vals]
+            return " or ".join(shown) if shown else "-"
+
+        def split_txt(p):
+            return "-" if not p else p
+
+        sizes = one("split_sizes", lambda s: "-" if not s else f"{s.get('query')} / {s.get('database')} / {s.get('train')}")
+        feats = one("features", lambda f: "-" if not f else ", ".join(f"{k}: {v}" for k, v in sorted(f.items())))
+        lines.append(
+            f"| {label(method, variant)} | {len(rs)} | {one('split', split_txt)}: {sizes} | {feats} | {one('epochs', lambda e: '-' if e is None else str(e))} "
+            f"| {one('selection')} | {one('code')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def ablation_markdown(rows, dataset: str, method: str, ref_dir: Path | None = None) -> str:
+    """The method's variants present on ``dataset`` (order and descriptions from its variants file)."""
     paper = load_paper_ablation(ref_dir)
+    order, desc, _ = variant_info(method)
     mine = group(rows, dataset=dataset, method=method)
-    variants = [v for v in ABLATION_ORDER if any(r["variant"] == v for r in mine)]
+    present = {r["variant"] for r in mine}
+    variants = [v for v in order if v in present] + sorted(present - set(order))
     bits = sorted({r["bits"] for r in mine if r["variant"] in variants})
     head = ["variant", "configuration"]
     for b in bits:
         head += [f"{b} I→T", f"{b} T→I"]
-    head += [f"paper {b} I→T / T→I (NUS-WIDE)" for b in bits if b in (64, 128)]
+    paper_bits = [b for b in bits if any(f"i2t_{b}" in p for p in paper.values())]
+    head += [f"paper {b} I→T / T→I" for b in paper_bits]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for v in variants:
-        cells = [v.upper(), ABLATION_LABELS.get(v, "")]
+        cells = [v.upper(), desc.get(v, "(the method's own settings)" if v == method else "")]
         for b in bits:
             for task in ("i2t", "t2i"):
                 cells.append(fmt(*mean_std([r[task] for r in mine if r["variant"] == v and r["bits"] == b])))
-        for b in bits:
-            if b in (64, 128):
-                p = paper.get(v)
-                cells.append(f"{p[f'i2t_{b}']:.3f} / {p[f't2i_{b}']:.3f}" if p else "-")
+        for b in paper_bits:
+            p = paper.get(v)
+            cells.append(f"{p[f'i2t_{b}']:.3f} / {p[f't2i_{b}']:.3f}" if p and f"i2t_{b}" in p else "-")
         lines.append("| " + " | ".join(cells) + " |")
     seeds = sorted({r["seed"] for r in mine})
     caption = (
-        f"Ablation on {dataset} (paper Table 2 variants), mAP@50 mean ± std over {len(seeds)} seed(s). "
-        "The paper's own ablation is on NUS-WIDE with AlexNet, shown for the direction of each effect only. "
-        + PROTOCOL_NOTES.get(dataset, "")
+        f"Variants of {method.upper()} on {dataset} (presets/{method}_variants.yaml), mAP@50 mean ± std over {len(seeds)} seed(s). "
+        "Paper columns: the paper's own ablation table where one exists (djsrh_table2_ablation_nuswide_map50.csv: NUS-WIDE, AlexNet), "
+        "for the direction of each effect only."
     )
     return "\n".join(lines) + "\n\n" + caption + "\n"
 
 
-def paired_effect(rows, dataset: str, with_variant: str, without_variant: str, method: str = "djsrh") -> list[dict[str, Any]]:
+def paired_effect(rows, dataset: str, with_variant: str, without_variant: str, method: str) -> list[dict[str, Any]]:
     """Per code length: mean ± std over seeds of (with - without), paired by seed (same split and init)."""
     out = []
     for b in sorted({r["bits"] for r in group(rows, dataset=dataset, method=method)}):
@@ -391,6 +524,17 @@ def paired_effect(rows, dataset: str, with_variant: str, without_variant: str, m
     return out
 
 
+def effects_markdown(rows, dataset: str, method: str) -> str:
+    """The comparisons the variants file declares (``compare_with``), paired by seed."""
+    _, desc, compare = variant_info(method)
+    parts = []
+    for with_v, without_v in compare.items():
+        eff = paired_effect(rows, dataset, with_v, without_v, method)
+        if eff:
+            parts.append(f"{with_v.upper()} − {without_v.upper()} ({desc.get(with_v, '')}), paired by seed:\n\n" + effect_markdown(eff, f"{with_v} − {without_v}"))
+    return "\n".join(parts)
+
+
 def effect_markdown(effects: list[dict[str, Any]], title: str) -> str:
     if not effects:
         return ""
@@ -404,29 +548,49 @@ def effect_markdown(effects: list[dict[str, Any]], title: str) -> str:
 
 
 def timing_markdown(rows) -> str:
-    """Per dataset/variant/bits: s/epoch (mean of runs, and median epoch: robust to load spikes) and time per run."""
+    """Per dataset/method/variant/bits: s/epoch (mean of runs, and median epoch: robust to load spikes) and training time per run."""
     lines = [
-        "| dataset | variant | bits | runs | epochs | s/epoch (mean) | s/epoch (median epoch) | training time per run (mean) |",
+        "| dataset | method | bits | runs | epochs | s/epoch (mean) | s/epoch (median epoch) | training time per run (mean) |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    keys = sorted({(r["dataset"], r["variant"], r["bits"]) for r in rows})
-    for d, v, b in keys:
-        rs = group(rows, dataset=d, variant=v, bits=b)
+    keys = sorted({(r["dataset"], r["method"], r["variant"], r["bits"]) for r in rows})
+    for d, m, v, b in keys:
+        rs = group(rows, dataset=d, method=m, variant=v, bits=b)
         spe = mean_std([r["seconds_per_epoch"] for r in rs])
         med = [r.get("seconds_per_epoch_median") for r in rs if r.get("seconds_per_epoch_median") is not None]
         tot = mean_std([r["train_seconds"] for r in rs])
         ep = rs[0].get("epochs")
-        if spe[2] == 0:  # shallow methods (CMFH): no epochs
-            lines.append(f"| {d} | {v} | {b} | {len(rs)} | - | - | - | {tot[0]:.1f} s |" if tot[2] else f"| {d} | {v} | {b} | {len(rs)} | - | - | - | - |")
+        name = label(m, v)
+        if spe[2] == 0:  # shallow methods: no epochs, their fit time
+            lines.append(f"| {d} | {name} | {b} | {len(rs)} | - | - | - | {_duration(tot[0]) if tot[2] else '-'} |")
             continue
         med_txt = f"{np.median(med):.2f}" if med else "-"
-        lines.append(f"| {d} | {v} | {b} | {len(rs)} | {ep} | {spe[0]:.2f} | {med_txt} | {tot[0] / 60:.1f} min |")
+        lines.append(f"| {d} | {name} | {b} | {len(rs)} | {ep} | {spe[0]:.2f} | {med_txt} | {_duration(tot[0])} |")
     return "\n".join(lines) + "\n"
 
 
-def plot_curves(rows, dataset: str, path: Path, method: str = "djsrh", variant: str | None = None) -> Path | None:
-    """PNG: precision@top-R, I→T and T→I, one line per code length (mean over seeds)."""
-    mine = [r for r in group(rows, dataset=dataset, method=method, variant=variant or method) if r.get("curves")]
+def _duration(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def curve_bits(rows, dataset: str, preferred: int | None = None) -> int | None:
+    """The code length the curves plot shows: ``preferred`` if run, else the longest run by most methods."""
+    mine = [r for r in group(rows, dataset=dataset) if r.get("curves")]
+    if not mine:
+        return None
+    have = {r["bits"] for r in mine}
+    if preferred in have:
+        return preferred
+    count = {b: len({(r["method"], r["variant"]) for r in mine if r["bits"] == b}) for b in have}
+    return max(have, key=lambda b: (count[b], b))
+
+
+def plot_curves(rows, dataset: str, path: Path, bits: int | None = None) -> Path | None:
+    """PNG: precision@top-R, I→T and T→I, one line per method (its own settings), at one code length (mean over seeds)."""
+    b = curve_bits(rows, dataset, bits)
+    if b is None:
+        return None
+    mine = [r for r in group(rows, dataset=dataset, bits=b) if r.get("curves") and r["variant"] == r["method"]]
     if not mine:
         return None
     import matplotlib
@@ -436,16 +600,16 @@ def plot_curves(rows, dataset: str, path: Path, method: str = "djsrh", variant: 
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for ax, task, title in ((axes[0], "i2t", "Image → Text"), (axes[1], "t2i", "Text → Image")):
-        for b in sorted({r["bits"] for r in mine}):
-            rs = [r for r in mine if r["bits"] == b]
+        for method in sorted({r["method"] for r in mine}):
+            rs = [r for r in mine if r["method"] == method]
             ranks = rs[0]["curves"]["ranks"]
             prec = np.mean([r["curves"][f"{task}_precision"] for r in rs if r["curves"]["ranks"] == ranks], axis=0)
-            ax.plot(ranks, prec, marker="o", markersize=3, label=f"{b} bits")
-        ax.set_title(f"{method.upper()} {dataset}: {title}")
+            ax.plot(ranks, prec, marker="o", markersize=3, label=f"{method.upper()} ({len(rs)} seeds)")
+        ax.set_title(f"{dataset}, {b} bits: {title}")
         ax.set_xlabel("R (top-R retrieved)")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("precision@top-R")
-    axes[1].legend()
+    axes[1].legend(fontsize=8)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -457,18 +621,20 @@ def plot_curves(rows, dataset: str, path: Path, method: str = "djsrh", variant: 
     return path
 
 
-def curves_markdown(rows, dataset: str, method: str = "djsrh", ranks_shown=(1, 50, 100, 500, 1000, 2000, 5000)) -> str:
-    mine = [r for r in group(rows, dataset=dataset, method=method, variant=method) if r.get("curves")]
+def curves_markdown(rows, dataset: str, bits: int | None = None, ranks_shown=(1, 50, 100, 500, 1000, 2000, 5000)) -> str:
+    """Precision@top-R per method at the plot's code length (mean over seeds)."""
+    b = curve_bits(rows, dataset, bits)
+    mine = [r for r in group(rows, dataset=dataset, bits=b) if r.get("curves") and r["variant"] == r["method"]] if b else []
     if not mine:
         return ""
     ranks = mine[0]["curves"]["ranks"]
     show = [R for R in ranks_shown if R in ranks]
-    lines = ["| bits | task | " + " | ".join(f"P@{R}" for R in show) + " |", "|---|---|" + "---|" * len(show)]
-    for b in sorted({r["bits"] for r in mine}):
-        rs = [r for r in mine if r["bits"] == b]
+    lines = [f"| method ({b} bits) | task | " + " | ".join(f"P@{R}" for R in show) + " |", "|---|---|" + "---|" * len(show)]
+    for method in sorted({r["method"] for r in mine}):
+        rs = [r for r in mine if r["method"] == method and r["curves"]["ranks"] == ranks]
         for task in ("i2t", "t2i"):
             prec = np.mean([r["curves"][f"{task}_precision"] for r in rs], axis=0)
-            lines.append(f"| {b} | {task.upper().replace('2', '→')} | " + " | ".join(f"{prec[ranks.index(R)]:.3f}" for R in show) + " |")
+            lines.append(f"| {method.upper()} | {task.upper().replace('2', '→')} | " + " | ".join(f"{prec[ranks.index(R)]:.3f}" for R in show) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -482,15 +648,20 @@ def require_reference(ref_dir: str | None) -> Path | None:
 
 
 __all__ = [
-    "ABLATION_ORDER",
     "Cell",
     "GridSpec",
     "ablation_markdown",
     "collect",
+    "curves_markdown",
+    "effects_markdown",
+    "method_variants",
     "paired_effect",
     "plan",
     "plot_curves",
+    "protocol_markdown",
     "run_grid",
+    "scan",
     "table1_markdown",
+    "timing_markdown",
     "write_csv",
 ]

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from cmhash.errors import DataError
+from cmhash.nets.preprocess import to_rgb  # noqa: F401  (also re-exported: cmhash.features.base.to_rgb)
 from cmhash.registry import Registry
 
 SPEC_FORMAT = "cmhash-encoder"
@@ -219,22 +220,6 @@ class TextEncoder(Encoder):
     def _check_fitted(self) -> None:
         if not self.fitted:
             raise DataError(f"text encoder '{self.name}' must be fitted on training texts first (call fit(texts))")
-
-
-def to_rgb(image):
-    """Any PIL image (L, CMYK, P, RGBA...) -> RGB, compositing transparency on white."""
-    from PIL import Image
-
-    if image.mode == "RGB":
-        return image
-    if image.mode in ("P", "PA") and "transparency" in image.info:
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA"):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGB", rgba.size, (255, 255, 255))
-        background.paste(rgba, mask=rgba.split()[-1])
-        return background
-    return image.convert("RGB")
 
 
 # --------------------------------------------------------------------- factories

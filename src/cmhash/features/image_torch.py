@@ -9,7 +9,7 @@ Backends:
   else ``torch``.
 
 Both give the same features up to float rounding (the export is checked on a probe batch).
-Inputs arrive as float32 NHWC batches from :class:`~cmhash.features.preprocess.Preprocess`.
+Inputs arrive as float32 NHWC batches from :class:`~cmhash.nets.preprocess.Preprocess`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 
 from cmhash.errors import DataError
 from cmhash.features.base import ImageEncoder
-from cmhash.features.preprocess import Preprocess
+from cmhash.nets.preprocess import Preprocess
 from cmhash.features.runtime import (
     EXPORT_VERSION,
     default_streams,

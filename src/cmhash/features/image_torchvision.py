@@ -21,7 +21,7 @@ from typing import Any
 from cmhash.errors import DataError, MissingFileError
 from cmhash.features.base import IMAGE_ENCODERS
 from cmhash.features.image_torch import TorchImageEncoder
-from cmhash.features.preprocess import Preprocess
+from cmhash.nets.preprocess import Preprocess
 
 WEIGHT_FILES = {
     "alexnet": "alexnet-owt-7be5be79.pth",
@@ -29,12 +29,6 @@ WEIGHT_FILES = {
     "vgg19": "vgg19-dcbb9e9d.pth",
 }
 DOWNLOAD_BASE = "https://download.pytorch.org/models/"
-VGG_CONFIGS = {
-    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
-    "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
-}
-
-
 def torch_home() -> Path:
     env = os.environ.get("TORCH_HOME")
     if env:
@@ -48,62 +42,15 @@ def default_weights_path(arch: str) -> Path:
 
 
 def build_network(arch: str):
-    """The classification network of ``arch`` with torchvision's module layout (random init)."""
-    from torch import nn
+    """The classification network of ``arch`` with torchvision's module layout (random init).
 
-    if arch == "alexnet":
-        net = nn.Module()
-        net.features = nn.Sequential(
-            nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(kernel_size=3, stride=2),
-            nn.Conv2d(64, 192, kernel_size=5, padding=2),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(kernel_size=3, stride=2),
-            nn.Conv2d(192, 384, kernel_size=3, padding=1),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(384, 256, kernel_size=3, padding=1),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(256, 256, kernel_size=3, padding=1),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(kernel_size=3, stride=2),
-        )
-        net.avgpool = nn.AdaptiveAvgPool2d((6, 6))
-        net.classifier = nn.Sequential(
-            nn.Dropout(p=0.5),
-            nn.Linear(256 * 6 * 6, 4096),
-            nn.ReLU(inplace=True),
-            nn.Dropout(p=0.5),
-            nn.Linear(4096, 4096),
-            nn.ReLU(inplace=True),
-            nn.Linear(4096, 1000),
-        )
-        net.fc7_end = 6  # classifier[:6] ends after the second ReLU
-        return net
-    if arch in VGG_CONFIGS:
-        layers: list = []
-        channels = 3
-        for v in VGG_CONFIGS[arch]:
-            if v == "M":
-                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
-            else:
-                layers += [nn.Conv2d(channels, v, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
-                channels = v
-        net = nn.Module()
-        net.features = nn.Sequential(*layers)
-        net.avgpool = nn.AdaptiveAvgPool2d((7, 7))
-        net.classifier = nn.Sequential(
-            nn.Linear(512 * 7 * 7, 4096),
-            nn.ReLU(inplace=True),
-            nn.Dropout(p=0.5),
-            nn.Linear(4096, 4096),
-            nn.ReLU(inplace=True),
-            nn.Dropout(p=0.5),
-            nn.Linear(4096, 1000),
-        )
-        net.fc7_end = 5  # classifier[:5] ends after the second ReLU
-        return net
-    raise DataError(f"unknown architecture '{arch}' (use {', '.join(WEIGHT_FILES)})")
+    The architectures are defined once, in :mod:`cmhash.nets.backbones` (also used by end-to-end training).
+    """
+    from cmhash.nets.backbones import classification_network
+
+    if arch not in WEIGHT_FILES:
+        raise DataError(f"unknown architecture '{arch}' (use {', '.join(WEIGHT_FILES)})")
+    return classification_network(arch)
 
 
 def fc7_module(net):

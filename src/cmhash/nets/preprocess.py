@@ -1,4 +1,7 @@
-"""Image preprocessing as data: how a PIL image becomes the array a CNN expects.
+"""Image preprocessing as data: how a PIL image becomes the array a CNN expects (the one stack).
+
+Used by every image feature encoder (:mod:`cmhash.features`) and, through
+:mod:`cmhash.nets.transforms`, by end-to-end training.
 
 Each image encoder owns one :class:`Preprocess`; it is recorded in the encoder spec and in the
 feature-cache manifest, so features made with a different resize or normalisation are never mixed.
@@ -106,7 +109,16 @@ class Preprocess:
         s = int(self.size)
         if self.resize == "stretch":
             return image if image.size == (s, s) else image.resize((s, s), self._resample())
-        short = int(self.resize_to or round(s * 256 / 224))
+        image = self.resize_shorter(image)
+        nw, nh = image.size
+        # Centre crop as torchvision: round((dim - size) / 2); pads with black when too small.
+        left = int(round((nw - s) / 2.0))
+        top = int(round((nh - s) / 2.0))
+        return image.crop((left, top, left + s, top + s))
+
+    def resize_shorter(self, image):
+        """Resize so the shorter side is ``resize_to`` (default ``size * 256 / 224``), aspect kept."""
+        short = int(self.resize_to or round(int(self.size) * 256 / 224))
         w, h = image.size
         if w <= h:
             nw, nh = short, max(1, int(short * h / w))
@@ -114,10 +126,7 @@ class Preprocess:
             nw, nh = max(1, int(short * w / h)), short
         if (nw, nh) != (w, h):
             image = image.resize((nw, nh), self._resample())
-        # Centre crop as torchvision: round((dim - size) / 2); pads with black when too small.
-        left = int(round((nw - s) / 2.0))
-        top = int(round((nh - s) / 2.0))
-        return image.crop((left, top, left + s, top + s))
+        return image
 
     def normalize_array(self, x: np.ndarray) -> np.ndarray:
         """uint8/float HWC pixels (0..255) -> normalised float32 HWC, in the formula's own order."""
@@ -134,6 +143,20 @@ class Preprocess:
 
     def __call__(self, image) -> np.ndarray:
         """One RGB PIL image -> float32 (size, size, 3) array."""
-        from cmhash.features.base import to_rgb
-
         return self.normalize_array(np.asarray(self.resize_image(to_rgb(image))))
+
+
+def to_rgb(image):
+    """Any PIL image (L, CMYK, P, RGBA...) -> RGB, compositing transparency on white."""
+    from PIL import Image
+
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("P", "PA") and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.split()[-1])
+        return background
+    return image.convert("RGB")
