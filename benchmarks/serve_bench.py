@@ -205,7 +205,8 @@ def main(argv=None) -> int:
                 print(server.stdout.read().decode() if server.poll() is not None else "server did not start", file=sys.stderr)
                 return 1
             time.sleep(0.3)
-        results = {"index": str(index_path), "items": count, "bits": bits, "clients": args.clients, "k": args.k, "cores": os.cpu_count()}
+        results = {"index": str(index_path), "items": count, "bits": bits, "clients": args.clients, "k": args.k, "cores": os.cpu_count(),
+                   "load_average_before": os.getloadavg()}
 
         from urllib.parse import urlencode
 
@@ -217,7 +218,7 @@ def main(argv=None) -> int:
         asyncio.run(_load(port, text_req, 2, 2.0, 200))
         before = httpx.get(url + "/health").json().get("text_batches", {})
         results["text"] = asyncio.run(_load(port, text_req, args.clients, args.duration, args.max_requests))
-        after = httpx.get(url + "/health").json().get("text_batches", {})
+        after = httpx.get(url + "/health").json().get("text_batches", {}) if before else {}
         if after:
             n_b = after["batches"] - before["batches"]
             results["text"]["mean_batch"] = round((after["queries"] - before["queries"]) / max(1, n_b), 2)
@@ -235,7 +236,8 @@ def main(argv=None) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
-    print(f"cmhash serve on loopback: {count:,} items, {bits} bits, k={args.k}, {args.clients} clients, {os.cpu_count()} cores")
+    print(f"cmhash serve on loopback: {count:,} items, {bits} bits, k={args.k}, "
+          f"{os.cpu_count()} cores, load average before {results['load_average_before'][0]:.1f}")
     print("| queries | clients | requests | req/s | p50 ms | p99 ms | max ms | errors |")
     print("|---|---|---|---|---|---|---|---|")
     for kind in ("text", "image"):

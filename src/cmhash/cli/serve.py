@@ -53,16 +53,6 @@ def run(args) -> int:
     from cmhash.cli.index import use_passive_openmp
 
     use_passive_openmp()
-    import sys
-
-    # the event loop and the batching thread share the GIL: hand it over every 1 ms, not every 5 ms
-    sys.setswitchinterval(0.001)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)  # once for the process; queries are small
-    from cmhash.index.search import open_index
-
     if args.demo:
         from cmhash.cli.serve_demo import build_demo
 
@@ -76,13 +66,13 @@ def run(args) -> int:
 
     if read_manifest(index_path).get("backend") == "faiss":
         overrides["threads"] = args.threads
-    index = open_index(index_path, model=checkpoint, **overrides)
-    model = index.model  # load and check the model now, not on the first query
-    _warm_up(index)
     key = os.environ.get(args.api_key_env) or None
-    from cmhash.serve.app import create_app
+    config = {"index": str(index_path), "checkpoint": None if checkpoint is None else str(checkpoint), "overrides": overrides,
+              "threads": args.threads, "max_upload_bytes": int(args.max_upload_mb * (1 << 20)), "api_key": key}
+    from cmhash.serve.factory import load_service
 
-    app = create_app(index, api_key=key, max_upload_bytes=int(args.max_upload_mb * (1 << 20)))
+    index, app = load_service(config)
+    model = index.model
     print(
         f"serving {index_path} ({_items(index)}, {index.index.bits} bits, {index.index.backend}; model {model.method} "
         f"reads {model.describe_text_input()}) at http://{args.host}:{args.port}/ ; "
@@ -93,22 +83,6 @@ def run(args) -> int:
 
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
     return 0
-
-
-def _warm_up(index) -> None:
-    """Load the text (MiniLM) and image encoders before the first request rather than during it."""
-    from cmhash.errors import CmhashError
-
-    try:
-        index.search_text(index.model.vocabulary.tokens[0] if index.model.vocabulary is not None else "a photo", k=1)
-    except CmhashError:
-        pass
-    try:
-        from PIL import Image
-
-        index.model.encode_image(Image.new("RGB", (64, 64), (128, 128, 128)))
-    except CmhashError:
-        pass  # a model without an image encoder still serves text queries
 
 
 def _items(index) -> str:
