@@ -122,7 +122,7 @@ def run(args) -> int:
         t0 = time.perf_counter()
         hits = index.search_hits(codes, args.k, target=target)[0]
         ms = (time.perf_counter() - t0) * 1000
-        count = index.count
+        count = index.indexes[target].count if target in index.indexes else index.count
     finally:
         index.close()
     rows = []
