@@ -39,6 +39,7 @@ bench-full: $(STAMP)
 	$(PY) benchmarks/features_bench.py
 	$(PY) benchmarks/search_bench.py --overhead
 	$(PY) benchmarks/data_load_bench.py --nuswide-rows 186577
+	$(PY) benchmarks/serve_bench.py
 
 clean-venv:
 	rm -rf $(VENV)
