@@ -33,6 +33,24 @@ DATASET_TITLES = {
     "synthetic": "Synthetic benchmark",
 }
 DATASET_ORDER = ("mirflickr", "wiki", "nuswide", "flickr8k", "fashion")
+HOW_TO = """## How these numbers are made
+
+1. Runs, per dataset, for any registered methods: `cmhash reproduce table1 --methods M1,M2 (or all)
+   --dataset D --data-root ROOT --seeds 0,1,2 [--bits 16,32,64,128] [--jobs 2] --out DIR`. Each
+   (method, code length, seed) is one `cmhash train` process writing
+   `DIR/<dataset>/<method>/<variant>/<bits>bits/seed<k>/` (`metrics.json` with the protocol,
+   `checkpoint.pt`, `train_log.csv`). Finished cells are skipped, interrupted ones resume, and a
+   cell another live process is training (`train.lock`) is left to it, so several people and
+   invocations can fill one `DIR` with different methods.
+2. Report: `cmhash reproduce report --out DIR [--doc docs/results.md] [--seeds 0,1,2]` reads every
+   finished cell under `DIR` (training nothing) and writes `DIR/table1.md`, `DIR/table1.csv` (one
+   row per run, with a JSON `protocol` column: split and sizes, features, epochs, selection, code
+   version, hyper-parameters) and `DIR/<dataset>/curves.png`; with `--doc`, this document. Every
+   dataset section has the same parts: ours (mean ± sample std over seeds) beside the independent
+   reference and the DJSRH paper's Table 1 (`../shared/reference/djsrh_table1_map50.csv`), the
+   protocol of the numbers, the reference check, extra-seed variance, precision@top-R (plot: one
+   line per method), variants (`presets/<method>_variants.yaml`), training time per method.
+"""
 
 
 def reference_check(rows, dataset: str, method: str, ref: dict) -> tuple[str, list[dict[str, Any]]]:
@@ -145,6 +163,7 @@ def write_results_doc(
         "broken by database index), on the test protocol, evaluated once after training (no model selection on the query "
         "set). '±' is the sample standard deviation over seeds.\n",
     ]
+    parts.append(HOW_TO)
     datasets = [d for d in DATASET_ORDER if R.group(rows, dataset=d)] + sorted({r["dataset"] for r in rows} - set(DATASET_ORDER))
     doc_dir = Path(path).parent
     if plots is None:
@@ -199,4 +218,4 @@ def write_report(root: Path, ref_dir: Path | None, *, doc: Path | None = None, c
     return out
 
 
-__all__ = ["CURVES_PNG", "dataset_section", "reference_check", "seed_variance", "write_report", "write_results_doc"]
+__all__ = ["CURVES_PNG", "HOW_TO", "dataset_section", "reference_check", "seed_variance", "write_report", "write_results_doc"]
