@@ -40,6 +40,7 @@ bench-full: $(STAMP)
 	$(PY) benchmarks/search_bench.py --overhead
 	$(PY) benchmarks/data_load_bench.py --nuswide-rows 186577
 	$(PY) benchmarks/fit_scaling_bench.py --sizes 500,1000,2000,4000,8000 --budget 120
+	$(PY) benchmarks/serve_bench.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -11,6 +11,7 @@ Layers, bottom to top (a module may import its own layer or any layer below it, 
     inference    checkpoint -> method, dataset, split; raw queries -> features
     index        Hamming index backends, building an index from a checkpoint
     experiments  settings/presets resolution, the one run, seed grids, reports
+    serve        the HTTP search service and its web page (over index + inference)
     cli          commands (and ``python -m cmhash``)
 
 Every import statement counts, including those inside functions (lazy imports still couple
@@ -25,7 +26,7 @@ from pathlib import Path
 import cmhash
 
 SRC = Path(cmhash.__file__).resolve().parent
-LAYERS = ["core", "data", "nets", "features", "training", "methods", "inference", "index", "experiments", "cli"]
+LAYERS = ["core", "data", "nets", "features", "training", "methods", "inference", "index", "experiments", "serve", "cli"]
 CORE_PACKAGES = {"presets"}
 TOP = {"__main__": "cli"}
 

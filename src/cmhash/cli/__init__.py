@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "cmhash.cli.reproduce",
     "cmhash.cli.index",
     "cmhash.cli.search",
+    "cmhash.cli.serve",
 ]
 
 EPILOG = """\

@@ -62,6 +62,8 @@ def run(args) -> int:
         arrays.update(db_image=ckpt.encode(ds, "image"), db_text=ckpt.encode(ds, "text"), db_ids=ds.ids)
         if ds.labels is not None:
             arrays["db_labels"] = ds.labels
+        if ds.groups is not None:
+            arrays["db_groups"] = np.asarray(ds.groups).astype(str)
         out_meta["split"] = {"protocol": "all"}
     else:
         split = checkpoint_split(ckpt, ds, args.split_file)
@@ -76,6 +78,8 @@ def run(args) -> int:
         )
         if ds.labels is not None:
             arrays.update(query_labels=q.labels, db_labels=d.labels)
+        if ds.groups is not None:  # pair identity (Flickr8k: the image of each caption) -> Recall@K in `cmhash eval`
+            arrays.update(query_groups=np.asarray(q.groups).astype(str), db_groups=np.asarray(d.groups).astype(str))
         out_meta["split"] = split.describe()
     path = save_codes(Path(args.out), bits=ckpt.bits, meta=out_meta, **arrays)
     sizes = ", ".join(f"{k} {len(v)}" for k, v in arrays.items() if k.endswith(("_image", "_text")))

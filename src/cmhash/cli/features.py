@@ -32,6 +32,7 @@ examples:
 
 sets:
   mirflickr  EfficientNet-Lite0 (1280-d) + standard 1,386-d tag BoW
+  mirflickr-sentences  EfficientNet-Lite0 + MiniLM over each tag line (free-sentence search)
   flickr8k   EfficientNet-Lite0 + all-MiniLM-L6-v2 caption embeddings (384-d)
   fashion    EfficientNet-Lite0 + MiniLM title embeddings (text) and title BoW (text.bow)
 
@@ -86,7 +87,7 @@ def register(sub) -> None:
 
     pr = add_parser(fsub, "prepare", "build a ready-made feature set (one command each)",
                     "Build or reuse a ready-made feature set in $CMHASH_CACHE/features/<set>.", PREPARE_EPILOG)
-    pr.add_argument("set", choices=["mirflickr", "flickr8k", "fashion"], help="which ready-made set")
+    pr.add_argument("set", choices=["mirflickr", "mirflickr-sentences", "flickr8k", "fashion"], help="which ready-made set")
     pr.add_argument("--data-root", required=True, help="the dataset's folder")
     pr.add_argument("--cache-root", help="put the cache in CACHE_ROOT/features/<set> instead of $CMHASH_CACHE/features/<set>")
     pr.add_argument("--out", help="exact cache folder (overrides --cache-root)")

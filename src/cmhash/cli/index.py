@@ -171,7 +171,9 @@ def _build(args, options, dataset_options) -> int:
     if args.json:
         print_json(summary)
     else:
-        print(f"indexed {summary['count']} items ({', '.join(summary['modalities'])} codes, {summary['bits']} bits) "
+        what = (f"{summary['counts']['image']} images and {summary['counts']['text']} texts as separate items"
+                if summary.get("info", {}).get("items") == "per_modality" else f"{summary['count']} items")
+        print(f"indexed {what} ({', '.join(summary['modalities'])} codes, {summary['bits']} bits) "
               f"with the {summary['backend']} backend in {summary['seconds']:.1f} s -> {args.out}")
     return 0
 

@@ -10,7 +10,8 @@ from cmhash.cli.index import use_passive_openmp
 
 EPILOG = """\
 examples:
-  cmhash search --index mir.index --text "a dog running on the beach" --k 10     # text -> images
+  cmhash search --index mir.index --text "dog beach" --k 10                      # tag model: tags (commas or spaces)
+  cmhash search --index f8k.index --text "a dog running on the beach" --k 10    # sentence model: free text
   cmhash search --index mir.index --image photo.jpg --k 10                       # image -> texts
   cmhash search --index mir.index --like im1234 --target both                    # item's text code -> images and texts
   cmhash search --index mir.index --query-codes codes.npz --query-row 0 --query-modality image
@@ -18,7 +19,9 @@ examples:
 
 A text query searches the image codes and an image query the text codes unless --target says
 otherwise. --text/--image need the model that made the codes: the checkpoint recorded in the
-index, or --checkpoint. Results are ranked by Hamming distance, ties in insertion order.
+index (its content hash is checked), or --checkpoint. A text the model cannot read (a tag model
+and no known tag) is refused with the tags it knows. Results are ranked by Hamming distance, ties
+in insertion order. From Python: cmhash.open_index(PATH).search_text(TEXT, k=10).
 """
 
 
@@ -58,8 +61,13 @@ def _query(args, index):
                 f"--{how} needs the model that made the codes: this index was built from a codes file, so pass --checkpoint CKPT "
                 "(or query with --like ID / --query-codes)"
             )
-        codes, modality = encode_query(checkpoint, text=args.text, image=args.image)
-        return codes, modality, f'{modality} "{args.text}"' if how == "text" else f"image {args.image}"
+        codes, modality = encode_query(checkpoint, text=args.text, image=args.image, info=index.info)
+        if how == "image":
+            return codes, modality, f"image {args.image}"
+        from cmhash.inference.model import load
+
+        read_as = load(checkpoint).read_text(args.text)
+        return codes, modality, f'text "{args.text}"' + (f" (read as: {read_as})" if read_as != args.text else "")
     if how == "like":
         like = args.like
         if getattr(index.primary, "id_kind", None) == "int":
@@ -115,7 +123,7 @@ def run(args) -> int:
         t0 = time.perf_counter()
         hits = index.search_hits(codes, args.k, target=target)[0]
         ms = (time.perf_counter() - t0) * 1000
-        count = index.count
+        count = index.indexes[target].count if target in index.indexes else index.count
     finally:
         index.close()
     rows = []

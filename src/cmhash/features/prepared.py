@@ -3,6 +3,7 @@
 | set | source | image features | text features |
 |---|---|---|---|
 | ``mirflickr`` | MIRFlickr-25K ``all_*.txt`` + images | EfficientNet-Lite0 (1280-d, the reference recipe) | standard 1,386-d tag BoW |
+| ``mirflickr-sentences`` | the same | EfficientNet-Lite0 | MiniLM (384-d) over each tag line: sentence queries |
 | ``flickr8k`` | Flickr8k captions + images | EfficientNet-Lite0 | MiniLM (384-d) |
 | ``fashion`` | Fashion Product Images (small) | EfficientNet-Lite0 | MiniLM (``text``) and BoW (``text.bow``) |
 
@@ -36,6 +37,13 @@ PREPARED_SETS: dict[str, PreparedSet] = {
         image=("efficientnet-lite0", {}),
         texts={"text": ("bow", {})},
         description="MIRFlickr-25K: EfficientNet-Lite0 (224 px bicubic, x/127.5-1, pooled 1280-d) + standard 1,386-d tag BoW",
+    ),
+    "mirflickr-sentences": PreparedSet(
+        source="mirflickr",
+        image=("efficientnet-lite0", {}),
+        texts={"text": ("minilm", {})},
+        description="MIRFlickr-25K for free-sentence search: EfficientNet-Lite0 (1280-d) + all-MiniLM-L6-v2 embeddings of each "
+        "image's tag line (384-d), so a model trained on it reads any sentence (docs/search.md)",
     ),
     "flickr8k": PreparedSet(
         source="flickr8k",

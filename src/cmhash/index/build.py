@@ -16,10 +16,29 @@ import numpy as np
 
 from cmhash.errors import DataError
 from cmhash.index.crossmodal import MODALITIES, CrossModalIndex
-from cmhash.index.idmap import dataset_metadata, show_ids
+from cmhash.index.idmap import dataset_metadata, is_caption_dataset, show_ids  # noqa: F401 (re-exported)
 
 SPLITS = ("db", "query", "all")
 ADD_BATCH = 100_000
+
+
+def group_items(ids, groups, metadata: list[dict] | None) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """One image item per group: (first row of each group, group names, metadata with all its texts)."""
+    groups = np.asarray(groups).astype(str)
+    _, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
+    order = np.argsort(first)  # groups in order of first appearance
+    first = first[order]
+    texts: dict[str, list[str]] = {}
+    for row, g in enumerate(groups.tolist()):
+        if metadata is not None and metadata[row].get("text") is not None:
+            texts.setdefault(g, []).append(metadata[row]["text"])
+    metas = []
+    for row in first.tolist():
+        g = groups[row]
+        m = {k: v for k, v in (metadata[row] if metadata is not None else {}).items() if k != "text"}
+        m.update(group=str(g), texts=texts.get(str(g), []), text=(texts.get(str(g)) or [None])[0])
+        metas.append(m)
+    return first, groups[first], metas
 
 
 def _add_in_batches(index: CrossModalIndex, ids, codes: dict[str, np.ndarray], metadata, progress: bool) -> None:
@@ -52,14 +71,29 @@ def build_index(
     metadata: list | None = None,
     info: dict[str, Any] | None = None,
     progress: bool = False,
+    groups=None,
     **options: Any,
 ) -> CrossModalIndex:
-    """A CrossModalIndex over ``codes`` ({"image": (n, bits), "text": (n, bits)}, either or both)."""
+    """A CrossModalIndex over ``codes`` ({"image": (n, bits), "text": (n, bits)}, either or both).
+
+    ``groups`` (one image name per row, caption datasets): one image item per group and one text
+    item per row (per-modality items), so each image is found once.
+    """
     modalities = [m for m in MODALITIES if codes.get(m) is not None]
     if not modalities:
         raise DataError("no codes to index: give image codes, text codes or both")
+    if groups is not None and "image" in modalities:
+        info = {**(info or {}), "items": "per_modality"}
     index = CrossModalIndex.create(backend, bits, modalities=modalities, info=info, **options)
-    _add_in_batches(index, ids, {m: codes[m] for m in modalities}, metadata, progress)
+    if groups is not None and "image" in modalities:
+        rows, names, metas = group_items(ids, groups, metadata)
+        index.add_modality("image", names, codes["image"][rows], metadata=metas)
+        if "text" in modalities:
+            for start in range(0, len(ids), ADD_BATCH):
+                stop = min(start + ADD_BATCH, len(ids))
+                index.add_modality("text", ids[start:stop], codes["text"][start:stop], metadata=metadata[start:stop] if metadata is not None else None)
+    else:
+        _add_in_batches(index, ids, {m: codes[m] for m in modalities}, metadata, progress)
     index.flush()  # Milvus: sealed and indexed before anyone searches it
     return index
 
@@ -105,8 +139,19 @@ def build_from_codes(
 
     data = load_codes(codes_path)
     ids, codes, labels = select_split(data, split, str(codes_path))
+    parts = ["query", "db"] if split == "all" else [split]
+    groups = None
+    if all(f"{p}_groups" in data for p in parts):  # caption codes (cmhash encode on Flickr8k): one image item per image
+        groups = np.concatenate([np.asarray(data[f"{p}_groups"]).astype(str) for p in parts])
+        if split == "all":  # query and database may hold the same pairs (official protocol): keep each id once
+            _, first = np.unique(ids, return_index=True)
+            keep = np.sort(first)
+            ids, groups, labels = ids[keep], groups[keep], None if labels is None else labels[keep]
+            codes = {m: c[keep] for m, c in codes.items()}
     if dataset is not None:
         metadata = dataset_metadata(dataset, ids)
+    elif groups is not None:
+        metadata = [{"group": str(g)} for g in groups]
     elif labels is not None:
         metadata = [{"labels": np.flatnonzero(row).tolist()} for row in labels]
     else:
@@ -119,7 +164,7 @@ def build_from_codes(
         **{k: meta[k] for k in ("method", "dataset", "checkpoint", "protocol") if k in meta},
         **(info or {}),
     }
-    return build_index(ids, codes, bits=data["bits"], backend=backend, metadata=metadata, info=full_info, progress=progress, **options)
+    return build_index(ids, codes, bits=data["bits"], backend=backend, metadata=metadata, info=full_info, progress=progress, groups=groups, **options)
 
 
 def build_from_checkpoint(
@@ -137,11 +182,14 @@ def build_from_checkpoint(
 ) -> CrossModalIndex:
     """Encode a dataset (by default the one the model was trained on) with a trained model and index its image and text codes."""
     from cmhash.index.encoding import encode_collection
+    from cmhash.inference.provenance import checkpoint_file, checkpoint_sha256
 
+    sha = checkpoint_sha256(checkpoint)
     coll = encode_collection(checkpoint, dataset_name, data_root, split=split, dataset_options=dataset_options, features=features, progress=progress)
     full_info = {
         "source": "checkpoint",
-        "checkpoint": str(Path(checkpoint).resolve()),
+        "checkpoint": str(checkpoint_file(checkpoint).resolve()),
+        "checkpoint_sha256": sha,
         "dataset": coll.info.get("dataset", dataset_name),
         "data_root": coll.info.get("data_root") if data_root is None else str(Path(data_root).resolve()),
         "dataset_options": dataset_options or {},
@@ -149,4 +197,6 @@ def build_from_checkpoint(
         **coll.info,
         **(info or {}),
     }
-    return build_index(coll.ids, coll.codes, bits=coll.bits, backend=backend, metadata=coll.metadata, info=full_info, progress=progress, **options)
+    return build_index(
+        coll.ids, coll.codes, bits=coll.bits, backend=backend, metadata=coll.metadata, info=full_info, progress=progress, groups=coll.groups, **options
+    )

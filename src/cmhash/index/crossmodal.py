@@ -9,6 +9,11 @@ query the text codes, and ``target="both"`` ranks each item by its nearer code::
     index.add(ids, image_codes=img, text_codes=txt, metadata=[{"text": ..., "image": ...}, ...])
     ids, dist = index.search(text_query_codes, k=10, target="image")
     hits = index.search_hits(text_query_codes, k=10, target="image")   # dicts with metadata
+
+Caption datasets (Flickr8k: five captions per image) use *per-modality items*
+(``info["items"] == "per_modality"``): the image index holds one item per image, the text index
+one item per caption, each with its own ids and metadata (:meth:`add_modality`), so an image is
+found once and image-to-text search lists captions.
 """
 
 from __future__ import annotations
@@ -63,6 +68,19 @@ class CrossModalIndex:
         return cls(indexes, info)
 
     @property
+    def per_modality_items(self) -> bool:
+        """True when image and text items have their own ids and metadata (caption datasets)."""
+        return self.info.get("items") == "per_modality"
+
+    def add_modality(self, modality: str, ids, codes, metadata=None) -> None:
+        """Add items to one modality only (per-modality layout: one item per image, one per caption)."""
+        if not self.per_modality_items:
+            raise DataError("add_modality needs an index with per-modality items (info items='per_modality'); use add()")
+        if modality not in self.indexes:
+            raise DataError(f"this index holds no {modality} codes (it holds {', '.join(self.modalities)})")
+        self.indexes[modality].add(ids, codes, metadata=metadata)
+
+    @property
     def modalities(self) -> tuple[str, ...]:
         return tuple(self.indexes)
 
@@ -88,6 +106,7 @@ class CrossModalIndex:
             "backend": self.backend,
             "bits": self.bits,
             "count": self.count,
+            "counts": {m: ix.count for m, ix in self.indexes.items()},
             "modalities": list(self.modalities),
             "exact": all(ix.exact for ix in self.indexes.values()),
             "options": self.primary.options(),
@@ -110,7 +129,8 @@ class CrossModalIndex:
         done = []
         try:
             for m in self.modalities:
-                self.indexes[m].add(ids, packed[m], metadata=metadata if not done else None)
+                keep_meta = not done or self.per_modality_items
+                self.indexes[m].add(ids, packed[m], metadata=metadata if keep_meta else None)
                 done.append(m)
         except BaseException:
             for m in done:  # keep the modalities consistent
@@ -118,6 +138,16 @@ class CrossModalIndex:
             raise
 
     def remove(self, ids, *, missing_ok: bool = False) -> int:
+        if self.per_modality_items:  # an id may live in one modality only
+            from cmhash.index.idmap import show_ids
+
+            wanted = list(np.atleast_1d(np.asarray(ids, dtype=object)))
+            found = np.zeros(len(wanted), dtype=bool)
+            for ix in self.indexes.values():
+                found |= ix.contains(wanted)
+            if not missing_ok and not found.all():
+                raise DataError(f"id(s) not in the index: {show_ids([w for w, f in zip(wanted, found) if not f])}")
+            return sum(ix.remove(wanted, missing_ok=True) for ix in self.indexes.values())
         removed = self.primary.remove(ids, missing_ok=missing_ok)
         for ix in list(self.indexes.values())[1:]:
             ix.remove(ids, missing_ok=True)
@@ -169,7 +199,11 @@ class CrossModalIndex:
         """Per query, a ranked list of ``{"rank", "id", "distance", "matched", "metadata"}`` dicts."""
         ids, dist, matched = self._search(query_codes, k, target)
         flat = ids.reshape(-1)
-        metas = self.get_metadata(flat) if metadata and flat.size else [None] * flat.size
+        if metadata and flat.size and self.per_modality_items:
+            mods = matched.reshape(-1)
+            metas = [self.indexes[m].get_metadata([i])[0] for i, m in zip(flat, mods)]
+        else:
+            metas = self.get_metadata(flat) if metadata and flat.size else [None] * flat.size
         out = []
         for row in range(ids.shape[0]):
             hits = []
@@ -187,8 +221,24 @@ class CrossModalIndex:
             out.append(hits)
         return out
 
-    def get_metadata(self, ids) -> list[dict | None]:
-        return self.primary.get_metadata(ids)
+    def get_metadata(self, ids, modality: str | None = None) -> list[dict | None]:
+        """Metadata of items; per-modality layout: of ``modality``'s items (default: wherever each id is)."""
+        if not self.per_modality_items:
+            return self.primary.get_metadata(ids)
+        if modality is not None:
+            return self.indexes[modality].get_metadata(ids)
+        out = []
+        for i in np.atleast_1d(np.asarray(ids, dtype=object)):
+            owner = next((ix for ix in self.indexes.values() if ix.contains([i])[0]), self.primary)
+            out.append(owner.get_metadata([i])[0])
+        return out
+
+    def owner_of(self, item) -> str | None:
+        """The modality whose index holds ``item`` (image first), or None."""
+        for m, ix in self.indexes.items():
+            if ix.contains([item])[0]:
+                return m
+        return None
 
     def get_codes(self, ids, modality: str) -> np.ndarray:
         if modality not in self.indexes:
@@ -196,6 +246,12 @@ class CrossModalIndex:
         return self.indexes[modality].get_codes(ids)
 
     def contains(self, ids) -> np.ndarray:
+        if self.per_modality_items:
+            out = None
+            for ix in self.indexes.values():
+                c = ix.contains(ids)
+                out = c if out is None else (out | c)
+            return out
         return self.primary.contains(ids)
 
     # ----------------------------------------------------------- persistence

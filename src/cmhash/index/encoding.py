@@ -14,7 +14,6 @@ for new queries.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ class EncodedCollection:
     bits: int
     metadata: list[dict[str, Any]] | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    groups: np.ndarray | None = None  # caption datasets: the image of each row
 
 
 SPLITS = ("db", "query", "all")
@@ -44,7 +44,7 @@ def encode_collection(checkpoint: str | Path, dataset_name: str | None, data_roo
     ``query`` (its queries) or ``all`` (every pair). ``dataset_name``/``data_root`` default to the
     ones recorded in the checkpoint.
     """
-    from cmhash.index.idmap import dataset_metadata
+    from cmhash.index.idmap import dataset_metadata, is_caption_dataset
     from cmhash.inference import load_checkpoint
     from cmhash.inference.inputs import checkpoint_dataset, checkpoint_split
 
@@ -63,36 +63,24 @@ def encode_collection(checkpoint: str | Path, dataset_name: str | None, data_roo
     ids = np.asarray(ds.ids).astype(str)
     root = ckpt.meta.get("dataset", {}).get("root") if data_root is None else data_root
     info = {"dataset": ds.name, "data_root": None if root is None else str(Path(root).resolve()), "method": ckpt.method_name, "bits": ckpt.bits, "features": {k: v for k, v in ckpt.meta.get("features", {}).items() if k not in ("vocabulary", "encoders")}}
-    return EncodedCollection(ids=ids, codes=codes, bits=ckpt.bits, metadata=dataset_metadata(ds), info=info)
+    groups = np.asarray(ds.groups).astype(str) if is_caption_dataset(ds) else None
+    return EncodedCollection(ids=ids, codes=codes, bits=ckpt.bits, metadata=dataset_metadata(ds), info=info, groups=groups)
 
 
-@lru_cache(maxsize=4)
-def _model(checkpoint: str, mtime_ns: int):
-    """Checkpoint and featuriser, kept for repeated queries; a rewritten checkpoint (new mtime) is reloaded."""
-    from cmhash.inference import load_checkpoint
-    from cmhash.inference.inputs import QueryFeaturizer
+def encode_query(checkpoint: str | Path, text: str | None = None, image: str | Path | None = None, info: dict | None = None) -> tuple[np.ndarray, str]:
+    """(+-1 codes of shape (1, bits), query modality) for one text or one image file.
 
-    ckpt = load_checkpoint(checkpoint)
-    return ckpt, QueryFeaturizer(ckpt)
+    A text the model cannot read raises :class:`cmhash.inference.queries.UnreadableQueryError`; with the
+    index ``info``, a checkpoint whose content changed since the index was built is refused.
+    """
+    from cmhash.inference.model import load
+    from cmhash.inference.provenance import check_query_model
 
-
-def encode_query(checkpoint: str | Path, text: str | None = None, image: str | Path | None = None) -> tuple[np.ndarray, str]:
-    """(+-1 codes of shape (1, bits), query modality) for one text or one image file."""
     if (text is None) == (image is None):
         raise DataError("give exactly one of text or image")
-    path = Path(checkpoint)
-    if path.is_dir():
-        path = path / "checkpoint.pt"
-    mtime = path.stat().st_mtime_ns if path.exists() else 0
-    ckpt, featurizer = _model(str(path.resolve() if path.exists() else path), mtime)
+    if info is not None:
+        check_query_model(info, checkpoint)
+    model = load(checkpoint)
     if text is not None:
-        if not str(text).strip():
-            raise DataError("the text query is empty")
-        feats = featurizer.text(str(text))
-        if featurizer.text_is_empty(feats):
-            raise DataError(
-                f'no word of "{text}" is in the model\'s text vocabulary ({featurizer.vocabulary_size(feats)}), so the query carries no '
-                "information; use words from the collection's tags"
-            )
-        return ckpt.encode(feats, "text"), "text"
-    return ckpt.encode(featurizer.image(image), "image"), "image"
+        return model.encode_text(str(text)), "text"
+    return model.encode_image(image), "image"

@@ -1,0 +1,210 @@
+"""`cmhash serve` over HTTP: a real client against uvicorn on loopback (no test client shortcuts)."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+httpx = pytest.importorskip("httpx")
+
+import cmhash
+from cmhash.cli import main as cli
+from serve_fixtures import free_socket, serving, tag_run
+
+torch.set_num_threads(1)
+KEY = "s3cret-key-for-tests"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("serve")
+    root, run = tag_run(tmp)
+    idx = tmp / "mir.idx"
+    assert cli(["index", "build", "--checkpoint", str(run), "--backend", "faiss", "--split", "all", "--out", str(idx)]) == 0
+    return root, run, idx
+
+
+@pytest.fixture()
+def server(built, tmp_path):
+    from cmhash.serve import create_app
+
+    root, run, idx = built
+    mine = tmp_path / "mir.idx"
+    mine.write_bytes(idx.read_bytes())
+    index = cmhash.open_index(mine)
+    with serving(create_app(index, api_key=KEY, max_upload_bytes=200_000)) as url:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            yield client, root, mine
+
+
+def test_text_search_returns_ranked_pictures_with_thumbnails(server):
+    client, root, _ = server
+    r = client.get("/search", params={"q": "dog sky", "k": 5})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["read_as"] == "dog, sky" and len(body["results"]) == 5
+    d = [h["distance"] for h in body["results"]]
+    assert d == sorted(d)
+    first = body["results"][0]
+    assert first["image"].endswith(".jpg") and first["text"] and first["thumbnail"].startswith("/thumbnails/")
+    t = client.get(first["thumbnail"])
+    assert t.status_code == 200 and t.headers["content-type"] == "image/jpeg" and t.content[:2] == b"\xff\xd8"
+    item = client.get(f"/items/{first['id']}").json()
+    assert item["id"] == first["id"] and item["image"] == first["image"]
+
+
+def test_image_upload_returns_texts(server):
+    client, root, _ = server
+    photo = root / "images128" / "im3.jpg"
+    r = client.post("/search/image", files={"image": ("x.bin", photo.read_bytes(), "application/octet-stream")}, data={"k": "4"})
+    assert r.status_code == 200, r.text  # decided by decoding, not by the name or the declared type
+    res = r.json()["results"]
+    assert len(res) == 4 and all(h["modality"] == "text" and h["text"] for h in res)
+
+
+def test_bad_requests_get_4xx_and_the_server_keeps_serving(server):
+    client, root, _ = server
+    r = client.get("/search", params={"q": "xyzzy"})
+    assert r.status_code == 422 and r.json()["kind"] == "unreadable_query"
+    assert "vocabulary of 8 tags" in r.json()["error"] and r.json()["suggestions"]
+    assert client.get("/search", params={"q": ""}).status_code == 422
+    assert client.get("/search", params={"q": "dog", "k": 0}).status_code == 422
+    assert client.get("/search", params={"q": "dog", "k": 100000}).status_code == 422
+    assert client.get("/search", params={"q": "dog", "target": "sql"}).status_code == 422
+    huge = b"\xff\xd8" + os.urandom(300_000)
+    assert client.post("/search/image", files={"image": ("big.jpg", huge, "image/jpeg")}).status_code == 413
+    r = client.post("/search/image", files={"image": ("cat.jpg", b"not an image at all" * 10, "image/jpeg")})
+    assert r.status_code == 415 and r.json()["kind"] == "not_an_image"
+    assert client.post("/search/image", data={"k": "3"}).status_code == 400
+    from PIL import Image
+
+    bomb = io.BytesIO()
+    Image.new("L", (9000, 9000)).save(bomb, "PNG")  # tiny file, 81 M pixels
+    assert client.post("/search/image", files={"image": ("b.png", bomb.getvalue(), "image/png")}).status_code == 413
+    assert client.get("/items/nope").status_code == 404
+    for evil in ("/thumbnails/..%2F..%2F..%2Fetc%2Fpasswd", "/thumbnails/../../etc/passwd", "/thumbnails/%2Fetc%2Fpasswd"):
+        r = client.get(evil)
+        assert r.status_code == 404 and b"root:" not in r.content
+    assert client.get("/search", params={"q": "dog"}).status_code == 200  # still serving
+
+
+def test_health_and_prometheus_metrics(server):
+    client, _, _ = server
+    h = client.get("/health").json()
+    assert h["status"] == "ok" and h["items"] == 40 and h["bits"] == 16 and h["backend"] == "faiss"
+    assert h["model"]["method"] == "djsrh" and "8" in h["model"]["text_input"]
+    client.get("/search", params={"q": "dog"})
+    client.get("/search", params={"q": "xyzzy"})
+    m = client.get("/metrics")
+    assert m.status_code == 200 and m.headers["content-type"].startswith("text/plain")
+    text = m.text
+    assert 'cmhash_requests_total{method="GET",route="/search",status="200"}' in text
+    assert 'cmhash_queries_total{kind="text",outcome="unreadable"}' in text
+    assert 'cmhash_index_items{modality="image"} 40.0' in text and "cmhash_request_seconds_bucket" in text
+
+
+def test_writes_need_the_api_key_and_persist(server):
+    client, root, path = server
+    form = {"id": "new1", "text": "dog, sea"}
+    img = {"image": ("n.jpg", (root / "images128" / "im5.jpg").read_bytes(), "image/jpeg")}
+    assert client.post("/items", data=form, files=img).status_code == 401
+    assert client.post("/items", data=form, files=img, headers={"X-API-Key": KEY + "x"}).status_code == 401
+    assert client.delete("/items/im1", headers={"X-API-Key": "wrong"}).status_code == 401
+    r = client.post("/items", data=form, files=img, headers={"X-API-Key": KEY})
+    assert r.status_code == 201, r.text
+    assert client.post("/items", data=form, files=img, headers={"Authorization": f"Bearer {KEY}"}).status_code == 409
+    assert client.post("/items", data={"id": "t2", "text": "dog"}, headers={"X-API-Key": KEY}).status_code == 400  # image missing
+    assert client.get("/items/new1").json()["text"] == "dog, sea"
+    assert client.get("/thumbnails/new1").status_code == 200  # the uploaded picture is kept beside the index
+    assert cmhash.open_index(path).index.contains(["new1"])[0]  # on disk before the answer
+    assert client.delete("/items/new1", headers={"X-API-Key": KEY}).status_code == 200
+    assert client.get("/items/new1").status_code == 404
+    assert client.delete("/items/new1", headers={"X-API-Key": KEY}).status_code == 404
+    assert not cmhash.open_index(path).index.contains(["new1"])[0]
+
+
+def test_an_acknowledged_add_survives_kill_9(built, tmp_path):
+    root, run, idx = built
+    mine = tmp_path / "mir.idx"
+    mine.write_bytes(idx.read_bytes())
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    env = dict(os.environ, CMHASH_API_KEY=KEY, PYTHONPATH=os.pathsep.join([str(Path(cmhash.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([sys.executable, "-m", "cmhash", "serve", "--index", str(mine), "--port", str(port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 60
+        while True:
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.time() < deadline, proc.stdout.read().decode() if proc.poll() is not None else "no start"
+            time.sleep(0.2)
+        img = {"image": ("n.jpg", (root / "images128" / "im9.jpg").read_bytes(), "image/jpeg")}
+        r = httpx.post(url + "/items", data={"id": "kept", "text": "cat, night"}, files=img, headers={"X-API-Key": KEY}, timeout=30)
+        assert r.status_code == 201, r.text
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    index = cmhash.open_index(mine)
+    assert index.index.contains(["kept"])[0] and len(index) == 41
+    assert index.get("kept")["text"] == "cat, night"
+
+
+@pytest.mark.milvus
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["numpy", "milvus"])
+def test_the_service_works_over_numpy_and_milvus_indexes(built, tmp_path, tmp_path_factory, backend):
+    """Same answers as faiss for a text query; adds and deletes reach the backend (Milvus: a real embedded server)."""
+    from cmhash.serve import create_app
+
+    root, run, faiss_idx = built
+    extra = []
+    server = None
+    if backend == "milvus":
+        pytest.importorskip("pymilvus")
+        pytest.importorskip("milvus")
+        from cmhash.errors import CmhashError
+        from cmhash.index.milvus_server import EmbeddedMilvus
+
+        server = EmbeddedMilvus(tmp_path_factory.mktemp("milvus-data"))
+        try:
+            uri = server.start()
+        except CmhashError as exc:
+            pytest.skip(f"the embedded Milvus server could not start here: {exc}")
+        extra = ["--milvus-uri", uri, "--milvus-collection", "serve" + tmp_path.name[-6:].replace("-", "_"), "--milvus-drop"]
+    try:
+        idx = tmp_path / f"{backend}.idx"
+        assert cli(["index", "build", "--checkpoint", str(run), "--backend", backend, "--split", "all", "--out", str(idx), *extra]) == 0
+        want = [(h.id, h.distance) for h in cmhash.open_index(faiss_idx).search_text("dog sky", k=40)]
+        index = cmhash.open_index(idx)
+        with serving(create_app(index, api_key=KEY)) as url, httpx.Client(base_url=url, timeout=60) as client:
+            res = client.get("/search", params={"q": "dog sky", "k": 40}).json()["results"]
+            assert sorted((h["id"], h["distance"]) for h in res) == sorted(want)
+            img = {"image": ("n.jpg", (root / "images128" / "im5.jpg").read_bytes(), "image/jpeg")}
+            assert client.post("/items", data={"id": "added", "text": "dog, sky"}, files=img, headers={"X-API-Key": KEY}).status_code == 201
+            ids = [h["id"] for h in client.get("/search", params={"q": "dog sky", "k": 41}).json()["results"]]
+            assert "added" in ids and client.get("/health").json()["items"] == 41
+            assert client.delete("/items/added", headers={"X-API-Key": KEY}).status_code == 200
+            assert "added" not in [h["id"] for h in client.get("/search", params={"q": "dog sky", "k": 41}).json()["results"]]
+        index.close()
+    finally:
+        if server is not None:
+            server.stop()
