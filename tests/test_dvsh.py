@@ -149,7 +149,7 @@ def test_caption_data_is_evaluated_by_recall_at_k_with_the_real_valued_upper_bou
     img = np.repeat(centres, caps, axis=0).astype(np.float32)
     texts = [" ".join(str(rng.choice(WORDS[c])) for _ in range(4)) + f" w{g[2:-4]}" for c, g in zip(cls, groups)]
     ds = PairedDataset(name="caps", ids=np.arange(len(groups)).astype(str), image_features=img, texts=texts, text_kind="sentence", groups=groups)
-    split = make_split(ds, "random", seed=0, num_query=30, num_train=60)
+    split = make_split(ds, "random", seed=0, num_query=30, num_train=30)
     hp = dict(epochs=3, batch_size=16, hidden=16, image_hidden=32, fusion_image_dim=8, glove=False, embed_dim=8, min_count=1)
     m = train_and_evaluate("dvsh", ds, split, 16, hp, out_dir=tmp_path / "run", progress=False, tensorboard=False)
     q_images = len(np.unique(groups[split.query]))
