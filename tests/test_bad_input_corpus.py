@@ -159,8 +159,8 @@ CASES = [
     ("features-extract-option-no-equals", ["features", "extract", "--dataset", "folder", "--data-root", "{folder}", "--image-option", "size",
                                            "--out", "{new}"], "KEY=VALUE"),
     ("demo-n-negative", ["demo", "--n", "-5"], "--n"),
-    ("reproduce-split-param-text", ["reproduce", "table1", "--dataset", "synthetic", "--split-param", "num_query=x", "--out", "{new}"], "num_query"),
-    ("reproduce-seeds-negative", ["reproduce", "table1", "--dataset", "synthetic", "--seeds", "-1", "--report-only"], "--seeds"),
+    ("reproduce-split-param-text", ["reproduce", "table1", "--methods", "djsrh", "--dataset", "synthetic", "--split-param", "num_query=x", "--out", "{new}"], "num_query"),
+    ("reproduce-seeds-negative", ["reproduce", "table1", "--methods", "djsrh", "--dataset", "synthetic", "--seeds", "-1", "--report-only"], "--seeds"),
 ]
 
 
