@@ -105,6 +105,7 @@ def test_feature_extraction_killed_at_random_moments_resumes_to_the_same_cache(t
     want = np.asarray(FeatureCache.load(ref).features("image"))
     rng = random.Random(9)
     killed = 0
+    left_partial = 0  # kills that landed mid-image: only these leave something to resume
     out = tmp_path / "cache"
     for _ in range(3):
         proc = _start([*argv, "--out", str(out)])
@@ -113,12 +114,15 @@ def test_feature_extraction_killed_at_random_moments_resumes_to_the_same_cache(t
         entry = cache.entries.get("image")
         if entry and entry["status"] == "complete":
             assert cache.problem("image", full=True) is None
+        left_partial += bool(entry) and entry["status"] == "partial"
     assert main([*argv, "--out", str(out)]) == 0
     cache = FeatureCache.load(out)
     assert np.array_equal(np.asarray(cache.features("image")), want)
-    assert cache.entries["image"].get("resumed", 0) >= 1 or killed == 0
+    # A kill may land before the image entry starts or after it completes (timing differs under
+    # load); whenever one left a partial entry, the next run must have resumed it, not restarted.
+    assert cache.entries["image"].get("resumed", 0) >= (1 if left_partial else 0)
     assert not list(out.glob(".*.tmp")) and not (out / ".cmhash.lock").exists()
-    print(f"features extract: {killed} of 3 kills landed while it ran; the resumed cache equals the reference")
+    print(f"features extract: {killed} of 3 kills landed while it ran ({left_partial} mid-image); the resumed cache equals the reference")
     assert killed >= 2, f"only {killed} of 3 kills landed while extraction ran"
 
 
