@@ -107,9 +107,11 @@ def test_feature_extraction_killed_at_random_moments_resumes_to_the_same_cache(t
     killed = 0
     left_partial = 0  # kills that landed mid-image: only these leave something to resume
     out = tmp_path / "cache"
-    for _ in range(3):
+    for k in range(3):
         proc = _start([*argv, "--out", str(out)])
-        killed += _kill_after(proc, out / "manifest.json", rng.uniform(0.0, 0.6))
+        # The first kill aims inside the image entry (its partial file exists); the others anywhere.
+        aim = (out / "image_features.partial.npy", rng.uniform(0.0, 0.02)) if k == 0 else (out / "manifest.json", rng.uniform(0.0, 0.6))
+        killed += _kill_after(proc, *aim)
         cache = FeatureCache.load(out)  # the manifest is always whole (atomic rewrite per chunk)
         entry = cache.entries.get("image")
         if entry and entry["status"] == "complete":
