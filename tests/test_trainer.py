@@ -253,13 +253,13 @@ def test_cli_reproduce_table1_runs_the_grid_skips_done_runs_and_reports(tmp_path
     (tmp_path / "noref").mkdir()
     assert cli(args) == 1  # --set hidden=32 is not a CMFH hyper-parameter: its cells fail, DJSRH's run
     out = capsys.readouterr().out
-    assert "| DJSRH | 0,1 |" in out and "±" in out and "| CMFH |" not in out
+    assert "| DJSRH [e2] | 0,1 |" in out and "±" in out and "| CMFH |" not in out  # --epochs: its own variant
     args = [a for a in args if a not in ("--set", "hidden=32")] + ["--set", "iterations=3"]  # --epochs: only methods with epochs
     args[args.index("djsrh,cmfh")] = "cmfh"
     assert cli(args) == 0
     out = capsys.readouterr().out
-    assert "| DJSRH | 0,1 |" in out and "| CMFH | 0,1 |" in out  # the report shows everything in --out
-    cell = runs / "wiki" / "djsrh" / "djsrh" / "8bits" / "seed1" / "metrics.json"
+    assert "| DJSRH [e2] | 0,1 |" in out and "| CMFH | 0,1 |" in out  # the report shows everything in --out
+    cell = runs / "wiki" / "djsrh" / "e2" / "8bits" / "seed1" / "metrics.json"
     assert cell.exists() and not (cell.parent / "train.lock").exists()
     assert (runs / "table1.csv").read_text().count("\n") == 5
     assert (runs / "wiki" / "curves.png").stat().st_size > 1000
@@ -287,6 +287,29 @@ def test_reference_tables_are_read_beside_ours(tmp_path):
     ind = R.load_independent_reference(ref)
     assert ind[("CMFH", "wiki", 32, "t2i")] == 0.419
     assert R.reference_label(ind, "wiki", "djsrh") == "DJSRH, 200 epochs" and R.reference_label(ind, "wiki", "jdsh") is None
+
+
+def test_a_shortened_schedule_is_its_own_variant_and_reported_as_the_method(tmp_path):
+    from cmhash.experiments import grid as R
+
+    cells = R.plan("djsrh", "wiki", [16], [0], epochs=10) + R.plan("jdsh", "wiki", [16], [0], ["dsdw-fit"], epochs=10)
+    assert [c.variant for c in cells] == ["e10", "e10-dsdw-fit"]
+    assert [c.variant for c in R.plan("cmfh", "wiki", [16], [0], epochs=10)] == ["cmfh"]  # no epochs to shorten
+    spec = R.GridSpec(data_root="D")
+    cmd = R.train_command(cells[0], tmp_path, spec)
+    assert cmd[cmd.index("--epochs") + 1] == "10" and "--variant" not in cmd
+    assert str(tmp_path / "wiki" / "djsrh" / "e10" / "16bits" / "seed0") in cmd
+    cmd = R.train_command(cells[1], tmp_path, spec)
+    assert cmd[cmd.index("--variant") + 1] == "dsdw-fit" and cmd[cmd.index("--epochs") + 1] == "10"
+    assert R.split_schedule("djsrh", "djsrh-4") == ("djsrh-4", None)  # a real variant is not a schedule
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    (ref / "djsrh_table1_map50.csv").write_text("task,method,dataset,bits,map50\nI2T,DJSRH,wiki,16,0.388\nT2I,DJSRH,wiki,16,0.611\n")
+    rows = [dict(method="djsrh", variant="e10", dataset="wiki", bits=16, seed=s, i2t=0.2, t2i=0.3) for s in range(2)]
+    rows += [dict(method="jdsh", variant=v, dataset="wiki", bits=16, seed=0, i2t=0.2, t2i=0.3) for v in ("jdsh", "e10")]
+    assert R.table_pairs(rows, "wiki") == [("djsrh", "e10"), ("jdsh", "jdsh")]  # jdsh has its full schedule: e10 is a variant
+    md = R.table1_markdown(rows, "wiki", ref)
+    assert "| DJSRH [e10] | 0,1 | 0.200 ± 0.000 / - / 0.388 |" in md and "JDSH [e10]" not in md
 
 
 @pytest.mark.slow

@@ -125,7 +125,8 @@ def dataset_section(number: int, dataset: str, rows, extra_rows, ref_dir: Path |
         parts.append("Precision@top-R (mean over seeds):\n\n" + curves)
         if plot:
             parts.append(f"\n![Precision@top-R on {dataset}, both directions, one line per method]({plot})\n")
-    for method in sorted({m for m, v in R.method_variants(rows, dataset) if v != m}):
+    main = set(R.table_pairs(rows, dataset))
+    for method in sorted({m for m, v in R.method_variants(rows, dataset) if (m, v) not in main}):
         parts.append(f"Variants of {method.upper()}:\n\n" + R.ablation_markdown(rows, dataset, method, ref_dir))
         eff = R.effects_markdown(rows, dataset, method)
         if eff:
