@@ -312,6 +312,23 @@ def test_a_shortened_schedule_is_its_own_variant_and_reported_as_the_method(tmp_
     assert "| DJSRH [e10] | 0,1 | 0.200 ± 0.000 / - / 0.388 |" in md and "JDSH [e10]" not in md
 
 
+def test_map_over_the_whole_ranking_and_recall_tables_come_from_the_recorded_metrics():
+    from cmhash.experiments import grid as R
+
+    def row(method, seed, extra):
+        return dict(method=method, variant=method, dataset="wiki", bits=16, seed=seed, i2t=0.2, t2i=0.3, extra=extra)
+
+    rows = [row("kdh", s, {"i2t map@all": 0.20 + s / 100, "t2i map@all": 0.3}) for s in range(3)]
+    rows += [row("dvsh", 0, {"i2t recall@10": 0.08, "t2i recall@10": 0.07, "real i2t recall@10": 0.12, "real t2i recall@10": 0.11})]
+    md = R.metric_markdown(rows, "wiki", "map@all")
+    assert "| KDH | 0,1,2 | 0.210 ± 0.010 | 0.300 ± 0.000 |" in md and "DVSH" not in md  # only runs that recorded it
+    md = R.metric_markdown(rows, "wiki", "recall@10")
+    assert "| DVSH | 0 | 0.080 | 0.070 |" in md and "| DVSH (real-valued) | 0 | 0.120 | 0.110 |" in md
+    assert R.metric_markdown(rows, "wiki", "recall@5") == ""
+    m = {"i2t": {"map@50": 0.5, "map@all": 0.4, "n_queries": 3}, "t2i": {"map@all": 0.3}, "real_valued": {"i2t": {"recall@1": 0.1}}}
+    assert R._extra_metrics(m) == {"i2t map@all": 0.4, "t2i map@all": 0.3, "real i2t recall@1": 0.1}
+
+
 @pytest.mark.slow
 def test_ddp_training_with_two_cpu_processes(tmp_path):
     root = write_tiny_wiki(tmp_path / "wiki", n_tr=192)

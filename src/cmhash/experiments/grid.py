@@ -291,6 +291,7 @@ def collect(cells: Sequence[Cell], root: Path) -> list[dict[str, Any]]:
                 # pair-identity runs (Flickr8k) have Recall@K instead of mAP: their tables show Recall@10
                 "i2t": float(m["i2t"]["map@50"] if "map@50" in m["i2t"] else m["i2t"]["recall@10"]),
                 "t2i": float(m["t2i"]["map@50"] if "map@50" in m["t2i"] else m["t2i"]["recall@10"]),
+                "extra": _extra_metrics(m),
                 "seconds": m.get("seconds"),
                 "train_seconds": m.get("train_seconds_total") or m.get("train_seconds_epochs") or m.get("train_seconds"),
                 "seconds_per_epoch": m.get("seconds_per_epoch"),
@@ -306,6 +307,48 @@ def collect(cells: Sequence[Cell], root: Path) -> list[dict[str, Any]]:
     return rows
 
 
+EXTRA_METRICS = ("map@all", "recall@1", "recall@5", "recall@10")
+
+
+def _extra_metrics(m: dict[str, Any]) -> dict[str, float]:
+    """The run's other scalar metrics, per task: ``{"i2t map@all": ..., "real t2i recall@10": ...}``.
+
+    ``real`` = the same metric from the real-valued embeddings (the bound the codes lose against).
+    """
+    out: dict[str, float] = {}
+    for prefix, src in (("", m), ("real ", m.get("real_valued") or {})):
+        for task in ("i2t", "t2i"):
+            for key in EXTRA_METRICS:
+                value = (src.get(task) or {}).get(key)
+                if isinstance(value, (int, float)):
+                    out[f"{prefix}{task} {key}"] = float(value)
+    return out
+
+
+def metric_markdown(rows, dataset: str, metric: str, pairs: Sequence[tuple[str, str]] | None = None) -> str:
+    """Mean ± std over seeds of one recorded metric (``map@all``, ``recall@10``, ...) per method and code
+    length, both directions; with the real-valued bound where the runs recorded one. Empty when no run has it."""
+    mine = group(rows, dataset=dataset)
+    pairs = list(pairs) if pairs is not None else table_pairs(mine)
+    have = [r for r in mine if (r["method"], r["variant"]) in pairs and f"i2t {metric}" in (r.get("extra") or {})]
+    if not have:
+        return ""
+    bits = sorted({r["bits"] for r in have})
+    head = ["method", "seeds"] + [f"{b} bits {t}" for b in bits for t in ("I→T", "T→I")]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for prefix, suffix in (("", ""), ("real ", " (real-valued)")):
+        for method, variant in pairs:
+            rs = [r for r in have if (r["method"], r["variant"]) == (method, variant) and f"{prefix}i2t {metric}" in r["extra"]]
+            if not rs:
+                continue
+            cells = [label(method, variant) + suffix, ",".join(map(str, sorted({r["seed"] for r in rs})))]
+            for b in bits:
+                for task in ("i2t", "t2i"):
+                    cells.append(fmt(*mean_std([r["extra"][f"{prefix}{task} {metric}"] for r in rs if r["bits"] == b])))
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _epoch_seconds(log: Path) -> list[float]:
     """Per-epoch step seconds from a run's train_log.csv (empty when there is none)."""
     if not log.exists():
@@ -315,14 +358,15 @@ def _epoch_seconds(log: Path) -> list[float]:
 
 
 def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> Path:
-    """Long format, one row per run; ``protocol`` is the JSON of :func:`protocol_of` (how the number was made)."""
+    """Long format, one row per run; ``metrics`` is the JSON of the other recorded metrics (mAP@all, Recall@K, their
+    real-valued bounds), ``protocol`` the JSON of :func:`protocol_of` (how the number was made)."""
     cols = ["method", "variant", "dataset", "bits", "seed", "i2t", "t2i", "seconds", "train_seconds", "seconds_per_epoch",
-            "seconds_per_epoch_median", "epochs", "code", "run_dir", "protocol"]  # fmt: skip
+            "seconds_per_epoch_median", "epochs", "code", "run_dir", "metrics", "protocol"]  # fmt: skip
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
     w.writeheader()
     for r in rows:
-        w.writerow({**r, "protocol": json.dumps(r.get("protocol"), sort_keys=True, default=str)})
+        w.writerow({**r, "metrics": json.dumps(r.get("extra") or {}, sort_keys=True), "protocol": json.dumps(r.get("protocol"), sort_keys=True, default=str)})
     with atomic_open(path, "w") as fh:
         fh.write(buf.getvalue())
     return path
