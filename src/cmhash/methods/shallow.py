@@ -161,15 +161,16 @@ class ShallowHashMethod(HashMethod):
         if missing:
             raise CmhashError(f"{self.name}: the method is not fitted; call fit() or load a checkpoint first")
 
-    def query_features(self, inputs, modality: str) -> np.ndarray:
-        """The feature rows to code, once the model is known to be fitted and their width to match ``P_<modality>``."""
+    def query_features(self, inputs, modality: str, width_from: str | None = None) -> np.ndarray:
+        """The feature rows to code, once the model is known to be fitted and their width to match
+        the rows of ``self.arrays[width_from]`` (default ``P_<modality>``)."""
         self.check_modality(modality)
         self._check_fitted()
         feats = self.features(inputs, modality)
-        P = self.arrays[f"P_{modality}"]
-        if feats.shape[1] != P.shape[0]:
+        d = self.arrays[width_from or f"P_{modality}"].shape[0]
+        if feats.shape[1] != d:
             raise DataError(
-                f"{self.name}: {modality} features have {feats.shape[1]} dimensions but the model was trained on {P.shape[0]}; "
+                f"{self.name}: {modality} features have {feats.shape[1]} dimensions but the model was trained on {d}; "
                 "use features from the same encoder"
             )
         return feats
