@@ -600,3 +600,18 @@ def test_grid_cells_of_another_method_use_its_own_settings_not_a_djsrh_variant(t
     djsrh = plan("djsrh", "wiki", [16], [0], ["djsrh", "djsrh-4"])
     assert "--variant" not in train_command(djsrh[0], tmp_path, GridSpec(data_root="w", features=None, epochs=None, overrides=[], threads=1, device="cpu", extra_args=[]))
     assert "djsrh-4" in train_command(djsrh[1], tmp_path, GridSpec(data_root="w", features=None, epochs=None, overrides=[], threads=1, device="cpu", extra_args=[]))
+
+
+def test_a_dataset_default_split_has_its_parameters_for_every_method(monkeypatch):
+    """Fashion's 1,000-query split lives with the dataset, not repeated in each method's preset."""
+    from cmhash.experiments import run as run_mod
+    from cmhash.experiments.settings import DEFAULT_SPLIT_PARAMS
+
+    assert DEFAULT_SPLIT_PARAMS["fashion"] == {"num_query": 1000, "num_train": 5000}
+    monkeypatch.setitem(run_mod.DEFAULT_SPLIT_PARAMS, "synthetic", {"num_query": 7, "num_train": 20})
+    _, split = run_mod.load_run_data("synthetic", options={"n": 60})
+    assert split.sizes() == {"query": 7, "database": 53, "train": 20}
+    _, split = run_mod.load_run_data("synthetic", options={"n": 60}, run={"split_params": {"num_query": 9}})  # a preset's wins
+    assert split.sizes()["query"] == 9 and split.sizes()["train"] == 20
+    _, split = run_mod.load_run_data("synthetic", options={"n": 60}, split_params={"num_train": 30})  # and --split-param
+    assert split.sizes() == {"query": 7, "database": 53, "train": 30}
