@@ -5,6 +5,8 @@
 * ``ablation``: a method's variants (``presets/<method>_variants.yaml``; DJSRH: the paper's Table 2);
 * ``report``: the tables, CSV and plots from whatever runs exist in ``--out`` (and with ``--doc``
   the results document), training nothing;
+* ``backfill``: add metrics older runs did not record (mAP over the whole ranking) from their
+  checkpoints, checked against the mAP@50 they did record; trains nothing;
 * ``results``: the grids ``docs/results.md`` reports (Wiki and MIRFlickr Table 1 for ``--methods``,
   the variants of those that have them), then writes that document.
 
@@ -31,6 +33,26 @@ EPILOG_REPORT = """\
 examples:
   cmhash reproduce report --out runs/table1                       # runs/table1/table1.{md,csv}, <dataset>/curves.png
   cmhash reproduce report --out runs/table1 --doc docs/results.md --seeds 0,1,2
+"""
+EPILOG_BACKFILL = """\
+Runs trained before mAP@all was recorded lack i2t/t2i map@all in metrics.json. For every finished
+run under --out that lacks a requested metric, backfill loads checkpoint.pt, rebuilds the run's
+dataset, features and test split from what the checkpoint records (as `cmhash encode --checkpoint`),
+encodes queries and database, and evaluates with the run's recorded protocol (top-K, denominator,
+normalisation, tie-break) and full_map=True, as training does. It recomputes mAP@50 too and
+refuses a run (no write, named in the output) when it differs from the recorded value by more
+than 1e-6: then the checkpoint, features or split changed and the new number would describe
+another model. Only the missing keys are added, with a "backfilled" record (code version, date,
+checkpoint sha256, the mAP@50 check); metrics.json is rewritten atomically. Runs being trained
+(live train.lock or write lock), runs without a checkpoint and pair-identity runs (Flickr8k,
+Recall@K) are skipped; rerunning does nothing for complete runs. Exit status 1 when a run failed.
+
+examples:
+  cmhash reproduce backfill --out runs/table1 --dry-run         # which runs lack map@all
+  cmhash reproduce backfill --out runs/table1 --jobs 2
+  cmhash reproduce backfill --out runs/table1 --dataset mirflickr \\
+      --data-root mirflickr=../shared/data/mirflickr25k      # data moved since training
+  cmhash reproduce report --out runs/table1                     # then the map@all tables
 """
 EPILOG_ABLATION = """\
 examples:
@@ -68,7 +90,7 @@ def _common(p, dataset_required: bool = True) -> None:
 
 
 def register(sub) -> None:
-    p = add_parser(sub, "reproduce", help="run the paper's tables over seeds (table1, ablation, results)", description=__doc__)
+    p = add_parser(sub, "reproduce", help="run the paper's tables over seeds (table1, ablation, results), report them, backfill metrics", description=__doc__)
     s = p.add_subparsers(dest="reproduce_command", metavar="<experiment>")
     t = add_parser(s, "table1", help="one method, several code lengths (paper Table 1)", description=__doc__, epilog=EPILOG_TABLE1)
     _common(t)
@@ -86,6 +108,17 @@ def register(sub) -> None:
     rp.add_argument("--reference", help="folder with the paper's tables and independent_reference.md (default: ../shared/reference)")
     rp.add_argument("--curve-bits", type=int, help="code length of the precision@top-R plots")
     rp.set_defaults(func=run_report)
+    b = add_parser(s, "backfill", help="add map@all to older runs from their checkpoints (checked against mAP@50)", description=__doc__, epilog=EPILOG_BACKFILL)
+    b.add_argument("--out", default="runs", help="root folder of the runs (OUT/<dataset>/<method>/<variant>/<bits>bits/seed<k>)")
+    b.add_argument("--metrics", default="map@all", help="comma list of metrics to add where missing (known: map@all)")
+    b.add_argument("--dataset", help="only runs of these datasets (comma list)")
+    b.add_argument("--methods", help="only runs of these methods (comma list)")
+    b.add_argument("--data-root", action="append", metavar="[DATASET=]PATH", help="data folder when the one recorded in the checkpoints moved (repeatable, per dataset)")
+    b.add_argument("--features", action="append", metavar="[DATASET=]PATH", help="image features when the file recorded in the checkpoints moved (repeatable, per dataset)")
+    b.add_argument("--jobs", type=positive_int_arg, default=1, help="runs evaluated in parallel (one torch thread each)")
+    b.add_argument("--dry-run", action="store_true", help="list the runs that lack a metric; load and write nothing")
+    b.add_argument("--no-progress", action="store_true")
+    b.set_defaults(func=run_backfill)
     r = add_parser(s, "results", help="every experiment of docs/results.md, then write it", description=__doc__, epilog=EPILOG_RESULTS)
     _common(r, dataset_required=False)
     r.add_argument("--data", required=True, help="folder holding wikipedia/ and mirflickr25k/ (../shared/data)")
@@ -235,6 +268,47 @@ def run_report(args) -> int:
     if not root.is_dir():
         raise MissingFileError(f"{root}: no such folder of runs (train some with `cmhash reproduce table1 ... --out {root}`)")
     return _report(args, root)
+
+
+def _per_dataset(items, flag: str):
+    """``[DATASET=]PATH`` repeated -> ``{dataset: path}`` (``"*"``: every dataset), or None."""
+    from cmhash.errors import UsageError
+
+    if not items:
+        return None
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        name, path = (name.strip(), path.strip()) if sep else ("*", item.strip())
+        if not name or not path:
+            raise UsageError(f"{flag} expects [DATASET=]PATH, got '{item}'")
+        out[name] = path
+    return out
+
+
+def run_backfill(args) -> int:
+    from pathlib import Path
+
+    from cmhash.errors import MissingFileError
+    from cmhash.experiments import backfill as B
+
+    root = Path(args.out)
+    if not root.is_dir():
+        raise MissingFileError(f"{root}: no such folder of runs")
+    names = B.check_metrics(args.metrics.split(","))
+    split = lambda text: [t.strip() for t in text.split(",") if t.strip()] if text else None  # noqa: E731
+    runs = B.select(root, split(args.dataset), split(args.methods))
+    outcomes = B.backfill(
+        runs,
+        names,
+        data_root=_per_dataset(args.data_root, "--data-root"),
+        features=_per_dataset(args.features, "--features"),
+        jobs=args.jobs,
+        dry_run=args.dry_run,
+        progress=not args.no_progress,
+    )
+    print(B.summary(outcomes, dry_run=args.dry_run) + f" under {root}")
+    return 1 if any(o.status == "failed" for o in outcomes) else 0
 
 
 def _variants(text: str, method: str) -> list[str]:

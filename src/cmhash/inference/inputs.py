@@ -65,14 +65,20 @@ def checkpoint_dataset(ckpt, dataset: str | None = None, data_root=None, *, data
 
 def checkpoint_split(ckpt, ds, split_file=None):
     """The split the model was trained with (recomputed from protocol, parameters and seed), or a saved one."""
-    from cmhash.data.splits import Split, make_split
+    from cmhash.data.splits import PROTOCOLS, Split, make_split
 
     if split_file:
         return Split.load(split_file, dataset=ds)
     rec = ckpt.meta.get("split")
     if not rec:
         raise CmhashError(f"{ckpt.path}: no split recorded in the checkpoint; pass a split file or encode all pairs")
-    split = make_split(ds, rec["protocol"], seed=rec.get("seed"), **(rec.get("params") or {}))
+    # The record holds every parameter, defaults included. Passing a default back explicitly would
+    # turn it into a request (a default num_train=5000 on a 240-pair database is clipped; an
+    # explicit one is refused), so only the parameters that differ from the defaults are replayed:
+    # the protocol fills the rest with the same values, giving the same split.
+    defaults = PROTOCOLS[rec["protocol"]][1] if rec.get("protocol") in PROTOCOLS else {}
+    params = {k: v for k, v in (rec.get("params") or {}).items() if k not in defaults or defaults[k] != v}
+    split = make_split(ds, rec["protocol"], seed=rec.get("seed"), **params)
     want = (rec.get("dataset") or {}).get("fingerprint")
     have = split.dataset.get("fingerprint")
     if want and want != have:
