@@ -96,8 +96,9 @@ def _dataset(ckpt, data_root, features):
     from cmhash.inference.inputs import checkpoint_dataset
 
     rec = ckpt.meta.get("dataset") or {}
-    mode = getattr(getattr(ckpt.method, "spec", None), "image_mode", "features")
-    key = json.dumps([rec.get("name"), data_root or rec.get("root"), rec.get("source_options"), features or rec.get("features_file"), mode], sort_keys=True, default=str)
+    spec = getattr(ckpt.method, "spec", None)
+    modes = [getattr(spec, "image_mode", "features"), getattr(spec, "text_mode", "features")]
+    key = json.dumps([rec.get("name"), data_root or rec.get("root"), rec.get("source_options"), features or rec.get("features_file"), modes], sort_keys=True, default=str)
     if key not in _DATASETS:
         while len(_DATASETS) >= 3:
             _DATASETS.pop(next(iter(_DATASETS)))
