@@ -74,6 +74,12 @@ def test_backfill_restores_map_all_of_deep_and_shallow_runs_and_changes_nothing_
         assert record["check"]["i2t"]["difference"] <= B.TOLERANCE
         assert m == orig  # only the missing keys (and the record) were added
 
+    # the report says which numbers came afterwards from checkpoints
+    from cmhash.experiments import grid as G
+
+    md = G.metric_markdown(G.collect(G.scan(root), root), "synthetic", "map@all")
+    assert "| CMFH | 0 |" in md and "2 of 2 runs here had map@all added after training" in md
+
     # idempotent: a second run finds everything complete and rewrites nothing
     before = _bytes(root)
     assert cli(["reproduce", "backfill", "--out", str(root), "--no-progress"]) == 0
