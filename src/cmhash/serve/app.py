@@ -192,7 +192,7 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = MAX
     def run_text_batch(batch: list) -> list:
         """[(read_as text, k, target)] -> per query its hits; one forward pass and one scan per target."""
         model = index.model
-        codes = model.encode_text([b[0] for b in batch])
+        codes = model.encode_read_texts([b[0] for b in batch])  # each was read (and checked) on arrival
         out: list = [None] * len(batch)
         by_target: dict[str, list[int]] = {}
         for i, (_, _, target) in enumerate(batch):
