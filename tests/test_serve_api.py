@@ -47,6 +47,29 @@ def server(built, tmp_path):
             yield client, root, mine
 
 
+def test_the_service_hides_the_loaded_index_from_the_garbage_collector(built, tmp_path):
+    """Full collections must not walk the index's per-item objects (0.35 s per collection at 100k items)."""
+    import gc
+
+    from cmhash.serve.factory import load_service
+
+    _, _, idx = built
+    mine = tmp_path / "mir.idx"
+    mine.write_bytes(idx.read_bytes())
+    frozen_before = gc.get_freeze_count()
+    try:
+        index, app = load_service({"index": str(mine), "checkpoint": None, "overrides": {}, "threads": 1, "max_upload_bytes": 1 << 20, "api_key": None})
+        meta = index.index.get_metadata(index.index.primary.ids()[:1])[0]
+        assert gc.is_tracked(meta) and gc.get_freeze_count() > frozen_before + len(index)
+        assert not any(o is meta for o in gc.get_objects())  # in the permanent generation, not in 0-2
+        with serving(app) as url:  # and it still answers
+            r = httpx.get(url + "/search", params={"q": "dog", "k": 3}, timeout=30)
+            assert r.status_code == 200 and len(r.json()["results"]) == 3
+        app.state.batcher.close()
+    finally:
+        gc.unfreeze()
+
+
 def test_text_search_returns_ranked_pictures_with_thumbnails(server):
     client, root, _ = server
     r = client.get("/search", params={"q": "dog sky", "k": 5})

@@ -24,7 +24,22 @@ def load_service(config: dict[str, Any]):
     index.model  # load and check the model now, not on the first query
     warm_up(index)
     app = create_app(index, api_key=config.get("api_key"), max_upload_bytes=int(config["max_upload_bytes"]))
+    freeze_loaded_objects()
     return index, app
+
+
+def freeze_loaded_objects() -> None:
+    """Move everything loaded so far (the index's per-item metadata, the model) out of the garbage collector's sight.
+
+    A 100k-item index holds ~400k Python objects that live as long as the service; every full
+    collection walked all of them (0.35 s on the 2-core development machine, with every request
+    in flight waiting), which was the load test's worst latency. They are still freed by
+    reference counting when an item is deleted; only cycles among them would not be collected.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 def warm_up(index) -> None:
@@ -43,4 +58,4 @@ def warm_up(index) -> None:
         pass  # a model without an image encoder still serves text queries
 
 
-__all__ = ["load_service", "warm_up"]
+__all__ = ["freeze_loaded_objects", "load_service", "warm_up"]
