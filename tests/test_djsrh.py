@@ -263,6 +263,24 @@ def test_djsrh_learns_cross_modal_codes_on_clustered_data():
     assert len(m.history) == 12 and m.history[-1]["loss"] < m.history[0]["loss"]
 
 
+def test_hash_outputs_run_in_eval_mode_and_leave_every_module_in_the_mode_it_found():
+    ds = clustered(n=40)
+    m = _built(ds)
+    m.nets.train()
+    seen = []
+    hook = m.nets["text"].fc1.register_forward_hook(lambda mod, i, o: seen.append(mod.training))
+    h_train_mode = m.hash_outputs(ds.text_features, "text")
+    assert seen == [False] and all(x.training for x in m.nets.modules())  # evaluated in eval mode, restored
+    m.nets.eval()
+    h_eval_mode = m.hash_outputs(ds.text_features, "text")
+    assert seen == [False, False] and not any(x.training for x in m.nets.modules())  # nothing switched back on
+    np.testing.assert_array_equal(h_train_mode, h_eval_mode)
+    m.nets["text"].fc2.train()  # a mixed state is evaluated in eval mode and left as the top level says
+    m.hash_outputs(ds.text_features, "text")
+    assert seen[-1] is False and not any(x.training for x in m.nets.modules())
+    hook.remove()
+
+
 def test_encode_is_sign_of_h_with_zero_mapped_to_plus_one_and_checks_dims():
     ds = clustered(n=40)
     m = _built(ds)

@@ -37,6 +37,9 @@ class Model:
             raise MissingFileError(f"{path}: no checkpoint there (a run folder from `cmhash train` holds checkpoint.pt)")
         self.sha256 = checkpoint_sha256(self.path)
         self.checkpoint = load_checkpoint(self.path)
+        nets = getattr(self.checkpoint.method, "nets", None)
+        if nets is not None:  # encode-only: eval mode once, rather than switching modes on every call
+            nets.eval()
         self.featurizer = QueryFeaturizer(self.checkpoint)
         self.features = dict(self.checkpoint.meta.get("features") or {})
         self.vocabulary = text_vocabulary(self.features)
