@@ -119,6 +119,8 @@ def test_an_open_index_notices_a_retrain_after_it_has_answered(tagged, tmp_path)
     assert [h.id for h in index.search_text("dog", k=3)] == [h.id for h in first]
     model = index.model
     assert np.array_equal(model.encode_read_texts([model.read_text("dog, beach")]), model.encode_text("dog beach"))
+    assert index.read_text("Dog xyzzy") == model.read_text("Dog xyzzy") == "dog"
+    assert not any(m.training for m in model.checkpoint.method.nets.modules())  # an encode-only model stays in eval mode
     ck = torch.load(copy / "checkpoint.pt", weights_only=False)
     ck["meta"] = dict(ck.get("meta") or {}, retrained=True)  # same size class, new content
     torch.save(ck, copy / "checkpoint.pt")

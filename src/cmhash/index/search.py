@@ -85,6 +85,12 @@ class Index:
             self._checked = signature
         return self._model
 
+    def read_text(self, text: str) -> str:
+        """The query as the model reads it (:meth:`Model.read_text`), without re-checking the model's file:
+        reading only consults its vocabulary; the content check runs when the query is encoded."""
+        model = self._model if self._model is not None else self.model
+        return model.read_text(text)
+
     # ------------------------------------------------------------------ search
     def search_codes(self, codes, k: int = 10, target: str = "image") -> list[list[Hit]]:
         """Per query row, the ranked hits among the ``target`` codes."""

@@ -24,6 +24,7 @@ def load_service(config: dict[str, Any]):
     index.model  # load and check the model now, not on the first query
     warm_up(index)
     app = create_app(index, api_key=config.get("api_key"), max_upload_bytes=int(config["max_upload_bytes"]))
+    app.state.thumbnails.warm(index)
     freeze_loaded_objects()
     return index, app
 
