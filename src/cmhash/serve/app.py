@@ -23,6 +23,7 @@ import json
 import threading
 import time
 from collections import OrderedDict
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -391,7 +392,9 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = MAX
     return app
 
 
+@lru_cache(maxsize=1 << 16)
 def _quote(item) -> str:
+    """The id as one URL path segment (cached: every result of every query quotes its id, 15 us each)."""
     from urllib.parse import quote
 
     return quote(str(item), safe="")
