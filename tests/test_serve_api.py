@@ -51,12 +51,13 @@ def test_the_service_hides_the_loaded_index_from_the_garbage_collector(built, tm
     """Full collections must not walk the index's per-item objects (0.35 s per collection at 100k items)."""
     import gc
 
-    from cmhash.serve.factory import load_service
+    from cmhash.serve.factory import SWITCH_INTERVAL, load_service
 
     _, _, idx = built
     mine = tmp_path / "mir.idx"
     mine.write_bytes(idx.read_bytes())
     frozen_before = gc.get_freeze_count()
+    interval = sys.getswitchinterval()
     try:
         index, app = load_service({"index": str(mine), "checkpoint": None, "overrides": {}, "threads": 1, "max_upload_bytes": 1 << 20, "api_key": None})
         meta = index.index.get_metadata(index.index.primary.ids()[:1])[0]
@@ -65,9 +66,11 @@ def test_the_service_hides_the_loaded_index_from_the_garbage_collector(built, tm
         with serving(app) as url:  # and it still answers
             r = httpx.get(url + "/search", params={"q": "dog", "k": 3}, timeout=30)
             assert r.status_code == 200 and len(r.json()["results"]) == 3
+        assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL)  # the batching thread gets the GIL back soon
         app.state.batcher.close()
     finally:
         gc.unfreeze()
+        sys.setswitchinterval(interval)
 
 
 def test_a_retrained_checkpoint_is_refused_by_the_running_service(built, tmp_path):
