@@ -22,7 +22,6 @@ import asyncio
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -30,11 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# the loopback server helpers the service tests use (free port, `cmhash serve` process, /health wait)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from serve_fixtures import free_port, start_serve, wait_until_healthy  # noqa: E402
 
 
 def build_index(run: Path | None, items: int, work: Path, seed: int) -> tuple[Path, Path]:
@@ -207,25 +204,18 @@ def main(argv=None) -> int:
     bits, count = index.index.bits, len(index)
     index.close()
 
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = dict(os.environ, CMHASH_THREADS="1")
-    server = subprocess.Popen([sys.executable, "-m", "cmhash", "serve", "--index", str(index_path), "--host", "127.0.0.1", "--port", str(port)],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    server = start_serve(index_path, port, env)
     try:
         import httpx
 
-        deadline = time.time() + 120
-        while True:
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if server.poll() is not None or time.time() > deadline:
-                print(server.stdout.read().decode() if server.poll() is not None else "server did not start", file=sys.stderr)
-                return 1
-            time.sleep(0.3)
+        try:
+            wait_until_healthy(server, url, timeout=120, interval=0.3)
+        except RuntimeError as exc:
+            print(exc, file=sys.stderr)
+            return 1
         results = {"index": str(index_path), "items": count, "bits": bits, "clients": args.clients, "k": args.k, "cores": os.cpu_count(),
                    "load_average_before": os.getloadavg()}
 

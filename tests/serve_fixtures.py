@@ -1,9 +1,12 @@
-"""Tiny trained runs and a real uvicorn server on loopback, for the search API, service and page tests."""
+"""Tiny trained runs and indexes, and a real `cmhash serve` on loopback (in a thread, or in its own
+process), for the search API, service and page tests and for benchmarks/serve_bench.py."""
 
 from __future__ import annotations
 
 import contextlib
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -26,6 +29,14 @@ def tag_run(tmp: Path, n: int = 40, bits: int = 16) -> tuple[Path, Path]:
             "--split-param", "num_train=32", "--num-val", "0", "--out", str(run), "--no-progress"]
     assert cli(args) == 0
     return root, run
+
+
+def tag_index(tmp: Path, backend: str = "numpy") -> tuple[Path, Path, Path]:
+    """(data root, run folder, index file): :func:`tag_run` indexed with ``backend``, every pair (``--split all``)."""
+    root, run = tag_run(tmp)
+    idx = tmp / "mir.idx"
+    assert cli(["index", "build", "--checkpoint", str(run), "--backend", backend, "--split", "all", "--out", str(idx)]) == 0
+    return root, run, idx
 
 
 def write_flickr8k_fixture(root: Path, n_images: int = 12, captions: int = 3) -> Path:
@@ -68,6 +79,37 @@ def free_socket() -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     return sock
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago (for a server started in another process)."""
+    with free_socket() as sock:
+        return sock.getsockname()[1]
+
+
+def start_serve(index: Path, port: int, env: dict) -> subprocess.Popen:
+    """`cmhash serve --index INDEX` on 127.0.0.1:PORT in its own process, output piped."""
+    cmd = [sys.executable, "-m", "cmhash", "serve", "--index", str(index), "--host", "127.0.0.1", "--port", str(port)]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def wait_until_healthy(proc: subprocess.Popen, url: str, timeout: float = 60.0, interval: float = 0.2) -> None:
+    """Poll ``url``/health until it answers 200; RuntimeError (with the server's output) if the
+    process exits first or ``timeout`` seconds pass."""
+    import httpx
+
+    deadline = time.time() + timeout
+    while True:
+        try:
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"cmhash serve exited with status {proc.returncode}:\n{proc.stdout.read().decode()}")
+        if time.time() > deadline:
+            raise RuntimeError(f"cmhash serve did not answer {url}/health within {timeout:.0f} s")
+        time.sleep(interval)
 
 
 @contextlib.contextmanager

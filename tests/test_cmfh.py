@@ -8,21 +8,18 @@ import numpy as np
 import pytest
 
 from cmhash.data import load_dataset
-from cmhash.data.splits import random_split
 from cmhash.errors import CmhashError, DataError
 from cmhash.methods import METHODS, create_method
 from cmhash.methods import cmfh as cmfh_module
 from cmhash.methods.cmfh import CMFH
-from cmhash.metrics import mean_average_precision
 from cmhash.presets import available, load_preset
+from retrieval_fixtures import chance_map, cross_maps, synthetic_split
 
 
 @pytest.fixture(scope="module")
 def synth():
     """A small synthetic set with a strong signal, split into train / query / database."""
-    ds = load_dataset("synthetic", n=1500, image_dim=64, vocab_size=200, signal=1.0, seed=3)
-    query, db, train = random_split(len(ds), seed=0, num_query=300, num_train=1000)
-    return ds.subset(train), ds.subset(query), ds.subset(db)
+    return synthetic_split(n=1500, image_dim=64, vocab_size=200, seed=3, num_query=300, num_train=1000)
 
 
 @pytest.fixture(scope="module")
@@ -47,15 +44,6 @@ def direct_objective(model: CMFH, train) -> float:
     return float(total)
 
 
-def maps(model, query, db):
-    qi, qt = model.encode(query, "image"), model.encode(query, "text")
-    di, dt = model.encode(db, "image"), model.encode(db, "text")
-    return (
-        mean_average_precision(qi, dt, query.labels, db.labels, topk=50),
-        mean_average_precision(qt, di, query.labels, db.labels, topk=50),
-    )
-
-
 def test_registered_and_created_from_every_preset():
     assert "cmfh" in METHODS
     assert set(available("cmfh")) >= {"mirflickr", "wiki", "nuswide", "synthetic"}
@@ -69,10 +57,8 @@ def test_registered_and_created_from_every_preset():
 
 def test_beats_random_codes_clearly(synth, fitted):
     _, query, db = synth
-    i2t, t2i = maps(fitted, query, db)
-    rng = np.random.default_rng(0)
-    rand = lambda k: rng.choice(np.array([-1, 1], np.int8), size=(k, 16))  # noqa: E731
-    chance = mean_average_precision(rand(len(query)), rand(len(db)), query.labels, db.labels, topk=50)
+    i2t, t2i = cross_maps(fitted, query, db)
+    chance = chance_map(query, db)
     assert i2t > chance + 0.15, (i2t, chance)
     assert t2i > chance + 0.15, (t2i, chance)
 
@@ -208,6 +194,6 @@ def test_reproduces_the_reference_on_real_wiki():
     ds = load_dataset("wiki", shared_subdir("wikipedia"))
     train, query = ds.subset(ds.official_splits["train"]), ds.subset(ds.official_splits["query"])
     model = create_method("cmfh", 32, seed=0, **load_preset("cmfh", "wiki").hparams).fit(train, threads=1)
-    i2t, t2i = maps(model, query, train)  # database = the training set (official protocol)
+    i2t, t2i = cross_maps(model, query, train)  # database = the training set (official protocol)
     assert i2t == pytest.approx(0.248, abs=0.015)
     assert t2i == pytest.approx(0.419, abs=0.02)

@@ -15,9 +15,9 @@ import pytest
 from data_fixtures import write_jpeg
 
 from cmhash.cli import main
-from cmhash.errors import CmhashError, DataError, LockedError
+from cmhash.errors import CmhashError, DataError, LockedError, UsageError
 from cmhash.io import clean_stale_temps, refuse_existing, write_lock
-from cmhash.validation import parse_kv, parse_value
+from cmhash.validation import output_dir, output_file, parse_kv, parse_value
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 TRAIN = ["train", "djsrh", "--dataset", "synthetic", "-o", "n=240", "--split-param", "num_query=40", "--split-param", "num_train=120",
@@ -59,6 +59,22 @@ def test_every_command_types_key_value_options_alike():
 
 
 # ----------------------------------------------------------------------------- lock + no clobber
+def test_output_paths_are_checked_before_any_work(tmp_path):
+    """An output file must not be a folder, an output folder not a file, and neither may sit under a file."""
+    a_file = tmp_path / "f"
+    a_file.write_text("x")
+    assert output_file(tmp_path / "new" / "out.npz", "--out") == tmp_path / "new" / "out.npz"
+    assert output_dir(tmp_path / "a" / "b", "--out") == tmp_path / "a" / "b"
+    assert output_dir(tmp_path, "--out") == tmp_path and output_file(None, "--out") is None
+    with pytest.raises(UsageError, match="is a folder; give a file name"):
+        output_file(tmp_path, "--out")
+    with pytest.raises(UsageError, match="is a file; give a folder"):
+        output_dir(a_file, "--out")
+    for check in (output_file, output_dir):
+        with pytest.raises(UsageError, match=f"--curves {a_file / 'x' / 'y'}: {a_file} is a file, not a folder"):
+            check(a_file / "x" / "y", "--curves")
+
+
 def test_write_lock_names_the_holder_and_dies_with_it(tmp_path):
     target = tmp_path / "run"
     holder = subprocess.Popen(

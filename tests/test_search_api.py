@@ -14,18 +14,14 @@ import cmhash
 from cmhash.cli import main as cli
 from cmhash.errors import DataError
 from cmhash.inference.queries import UnreadableQueryError, query_tokens
-from serve_fixtures import caption_run, tag_run
+from serve_fixtures import caption_run, tag_index
 
 torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
 def tagged(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("tag")
-    root, run = tag_run(tmp)
-    idx = tmp / "mir.idx"
-    assert cli(["index", "build", "--checkpoint", str(run), "--backend", "numpy", "--split", "all", "--out", str(idx)]) == 0
-    return root, run, idx
+    return tag_index(tmp_path_factory.mktemp("tag"), backend="numpy")
 
 
 def test_tags_split_on_commas_and_whitespace():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cmhash.data.sequences import OFFSET, PAD, UNK, SequenceVocabulary, pad_sequences, words
+from cmhash.data.tokens import OFFSET, PAD, UNK, SequenceVocabulary, TokenSequences, pad_sequences, words
 from cmhash.errors import DataError
 
 TRAIN = ["Two dogs run on the beach", "A dog runs on the grass", "two men ride bikes", "sky, beach, sunset"]
@@ -54,6 +54,28 @@ def test_pad_sequences_checks_max_len():
         pad_sequences([[1]], 0)
 
 
+def test_one_text_layer_gives_fixed_ids_to_every_user():
+    """The vocabulary is the sorted training words and word j is id 2 + j, whichever entry point is used."""
+    sv = SequenceVocabulary.build(TRAIN, min_count=1, max_len=5)
+    assert sv.vocab.tokens == ["a", "beach", "bikes", "dog", "dogs", "grass", "men", "on", "ride", "run", "runs", "sky", "sunset", "the", "two"]
+    texts = ["Two zebras ran to the beach!", "sky, beach", ""]
+    expected = [[16, UNK, UNK, UNK, 15], [13, 3, PAD, PAD, PAD], [UNK, PAD, PAD, PAD, PAD]]
+    ids, lengths = sv.encode(texts)
+    assert ids.tolist() == expected and lengths.tolist() == [5, 2, 1]
+    seqs = TokenSequences.from_texts(texts, sv)  # what DVSH puts on a dataset
+    assert seqs.ids.tolist() == expected and seqs.lengths.tolist() == [5, 2, 1] and seqs.vocab_size == sv.size == 17
+    by_words = TokenSequences.from_texts(texts, sv.vocab.tokens, max_len=5)  # a plain word list, same rule
+    assert by_words.ids.tolist() == expected and by_words.vocab_size == 17
+
+
+def test_from_lists_pads_to_the_longest_and_keeps_empty_rows():
+    ids, lengths = pad_sequences([[5, 6, 7], []], None, empty_as_unk=False)
+    assert ids.tolist() == [[5, 6, 7], [PAD, PAD, PAD]] and lengths.tolist() == [3, 0]
+    seqs = TokenSequences.from_lists([[5, 6, 7], []], vocab_size=8, max_len=2)
+    assert seqs.ids.tolist() == [[5, 6], [PAD, PAD]] and seqs.lengths.tolist() == [2, 0]
+    assert TokenSequences.from_lists([[], []], vocab_size=3).ids.shape == (2, 1)
+
+
 def test_json_round_trip_and_clear_errors(tmp_path):
     sv = SequenceVocabulary.build(TRAIN, min_count=1, max_len=7)
     path = sv.save(tmp_path / "vocab.json")
@@ -70,7 +92,7 @@ def test_json_round_trip_and_clear_errors(tmp_path):
 
 def test_pack_follows_true_lengths():
     torch = pytest.importorskip("torch")
-    from cmhash.data.sequences import pack
+    from cmhash.data.tokens import pack
 
     sv = SequenceVocabulary.build(TRAIN, min_count=1, max_len=6)
     ids, lengths = sv.encode(["two dogs run", "beach", "a dog runs on the grass"])
@@ -99,7 +121,7 @@ def test_glove_matrix_rows_match_glove_and_pad_is_zero():
 
 
 def test_supervision_is_labels_else_pair_identity():
-    from cmhash.data.sequences import supervision_labels
+    from cmhash.data.dataset import supervision_labels
 
     labels = np.array([[1, 0], [0, 1]])
     assert supervision_labels(labels, np.array(["a", "a"])).tolist() == labels.tolist()
@@ -112,7 +134,7 @@ def test_supervision_is_labels_else_pair_identity():
 def test_sentence_views_of_the_real_sets(shared_data):
     """Fashion titles (45 subCategory labels), MIRFlickr tags as words (24 labels), Flickr8k captions (pair identity)."""
     from cmhash.data import load_dataset
-    from cmhash.data.sequences import supervision_labels
+    from cmhash.data.dataset import supervision_labels
 
     fashion = load_dataset("fashion", shared_data / "fashion-small", check_images="none")
     mir = load_dataset("mirflickr", shared_data / "mirflickr25k", check_images="none", text_features="none")

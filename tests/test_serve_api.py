@@ -5,9 +5,6 @@ from __future__ import annotations
 import io
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +16,7 @@ httpx = pytest.importorskip("httpx")
 
 import cmhash
 from cmhash.cli import main as cli
-from serve_fixtures import free_socket, serving, tag_run
+from serve_fixtures import free_port, serving, start_serve, tag_index, wait_until_healthy
 
 torch.set_num_threads(1)
 KEY = "s3cret-key-for-tests"
@@ -27,11 +24,7 @@ KEY = "s3cret-key-for-tests"
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("serve")
-    root, run = tag_run(tmp)
-    idx = tmp / "mir.idx"
-    assert cli(["index", "build", "--checkpoint", str(run), "--backend", "faiss", "--split", "all", "--out", str(idx)]) == 0
-    return root, run, idx
+    return tag_index(tmp_path_factory.mktemp("serve"), backend="faiss")
 
 
 @pytest.fixture()
@@ -207,23 +200,12 @@ def test_an_acknowledged_add_survives_kill_9(built, tmp_path):
     root, run, idx = built
     mine = tmp_path / "mir.idx"
     mine.write_bytes(idx.read_bytes())
-    sock = free_socket()
-    port = sock.getsockname()[1]
-    sock.close()
+    port = free_port()
     env = dict(os.environ, CMHASH_API_KEY=KEY, PYTHONPATH=os.pathsep.join([str(Path(cmhash.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.Popen([sys.executable, "-m", "cmhash", "serve", "--index", str(mine), "--port", str(port)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = start_serve(mine, port, env)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 60
-        while True:
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.time() < deadline, proc.stdout.read().decode() if proc.poll() is not None else "no start"
-            time.sleep(0.2)
+        wait_until_healthy(proc, url, timeout=60)
         img = {"image": ("n.jpg", (root / "images128" / "im9.jpg").read_bytes(), "image/jpeg")}
         r = httpx.post(url + "/items", data={"id": "kept", "text": "cat, night"}, files=img, headers={"X-API-Key": KEY}, timeout=30)
         assert r.status_code == 201, r.text

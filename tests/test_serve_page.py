@@ -19,8 +19,7 @@ pytest.importorskip("uvicorn")
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[dev]')")
 
 import cmhash
-from cmhash.cli import main as cli
-from serve_fixtures import serving, tag_run
+from serve_fixtures import serving, tag_index
 
 torch.set_num_threads(1)
 OUTPUT = Path(os.environ.get("CMHASH_TEST_OUTPUT", Path(__file__).resolve().parents[1] / "test-output"))
@@ -45,10 +44,7 @@ def _browser():
 def page(tmp_path_factory):
     from cmhash.serve import create_app
 
-    tmp = tmp_path_factory.mktemp("page")
-    root, run = tag_run(tmp)
-    idx = tmp / "mir.idx"
-    assert cli(["index", "build", "--checkpoint", str(run), "--backend", "numpy", "--split", "all", "--out", str(idx)]) == 0
+    root, _, idx = tag_index(tmp_path_factory.mktemp("page"), backend="numpy")
     browser = _browser()
     try:
         with serving(create_app(cmhash.open_index(idx))) as url:

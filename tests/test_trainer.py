@@ -253,13 +253,13 @@ def test_cli_reproduce_table1_runs_the_grid_skips_done_runs_and_reports(tmp_path
     (tmp_path / "noref").mkdir()
     assert cli(args) == 1  # --set hidden=32 is not a CMFH hyper-parameter: its cells fail, DJSRH's run
     out = capsys.readouterr().out
-    assert "| DJSRH | 0,1 |" in out and "±" in out and "| CMFH |" not in out
+    assert "| DJSRH [e2] | 0,1 |" in out and "±" in out and "| CMFH |" not in out  # --epochs: its own variant
     args = [a for a in args if a not in ("--set", "hidden=32")] + ["--set", "iterations=3"]  # --epochs: only methods with epochs
     args[args.index("djsrh,cmfh")] = "cmfh"
     assert cli(args) == 0
     out = capsys.readouterr().out
-    assert "| DJSRH | 0,1 |" in out and "| CMFH | 0,1 |" in out  # the report shows everything in --out
-    cell = runs / "wiki" / "djsrh" / "djsrh" / "8bits" / "seed1" / "metrics.json"
+    assert "| DJSRH [e2] | 0,1 |" in out and "| CMFH | 0,1 |" in out  # the report shows everything in --out
+    cell = runs / "wiki" / "djsrh" / "e2" / "8bits" / "seed1" / "metrics.json"
     assert cell.exists() and not (cell.parent / "train.lock").exists()
     assert (runs / "table1.csv").read_text().count("\n") == 5
     assert (runs / "wiki" / "curves.png").stat().st_size > 1000
@@ -287,6 +287,46 @@ def test_reference_tables_are_read_beside_ours(tmp_path):
     ind = R.load_independent_reference(ref)
     assert ind[("CMFH", "wiki", 32, "t2i")] == 0.419
     assert R.reference_label(ind, "wiki", "djsrh") == "DJSRH, 200 epochs" and R.reference_label(ind, "wiki", "jdsh") is None
+
+
+def test_a_shortened_schedule_is_its_own_variant_and_reported_as_the_method(tmp_path):
+    from cmhash.experiments import grid as R
+
+    cells = R.plan("djsrh", "wiki", [16], [0], epochs=10) + R.plan("jdsh", "wiki", [16], [0], ["dsdw-fit"], epochs=10)
+    assert [c.variant for c in cells] == ["e10", "e10-dsdw-fit"]
+    assert [c.variant for c in R.plan("cmfh", "wiki", [16], [0], epochs=10)] == ["cmfh"]  # no epochs to shorten
+    spec = R.GridSpec(data_root="D")
+    cmd = R.train_command(cells[0], tmp_path, spec)
+    assert cmd[cmd.index("--epochs") + 1] == "10" and "--variant" not in cmd
+    assert str(tmp_path / "wiki" / "djsrh" / "e10" / "16bits" / "seed0") in cmd
+    cmd = R.train_command(cells[1], tmp_path, spec)
+    assert cmd[cmd.index("--variant") + 1] == "dsdw-fit" and cmd[cmd.index("--epochs") + 1] == "10"
+    assert R.split_schedule("djsrh", "djsrh-4") == ("djsrh-4", None)  # a real variant is not a schedule
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    (ref / "djsrh_table1_map50.csv").write_text("task,method,dataset,bits,map50\nI2T,DJSRH,wiki,16,0.388\nT2I,DJSRH,wiki,16,0.611\n")
+    rows = [dict(method="djsrh", variant="e10", dataset="wiki", bits=16, seed=s, i2t=0.2, t2i=0.3) for s in range(2)]
+    rows += [dict(method="jdsh", variant=v, dataset="wiki", bits=16, seed=0, i2t=0.2, t2i=0.3) for v in ("jdsh", "e10")]
+    assert R.table_pairs(rows, "wiki") == [("djsrh", "e10"), ("jdsh", "jdsh")]  # jdsh has its full schedule: e10 is a variant
+    md = R.table1_markdown(rows, "wiki", ref)
+    assert "| DJSRH [e10] | 0,1 | 0.200 ± 0.000 / - / 0.388 |" in md and "JDSH [e10]" not in md
+
+
+def test_map_over_the_whole_ranking_and_recall_tables_come_from_the_recorded_metrics():
+    from cmhash.experiments import grid as R
+
+    def row(method, seed, extra):
+        return dict(method=method, variant=method, dataset="wiki", bits=16, seed=seed, i2t=0.2, t2i=0.3, extra=extra)
+
+    rows = [row("kdh", s, {"i2t map@all": 0.20 + s / 100, "t2i map@all": 0.3}) for s in range(3)]
+    rows += [row("dvsh", 0, {"i2t recall@10": 0.08, "t2i recall@10": 0.07, "real i2t recall@10": 0.12, "real t2i recall@10": 0.11})]
+    md = R.metric_markdown(rows, "wiki", "map@all")
+    assert "| KDH | 0,1,2 | 0.210 ± 0.010 | 0.300 ± 0.000 |" in md and "DVSH" not in md  # only runs that recorded it
+    md = R.metric_markdown(rows, "wiki", "recall@10")
+    assert "| DVSH | 0 | 0.080 | 0.070 |" in md and "| DVSH (real-valued) | 0 | 0.120 | 0.110 |" in md
+    assert R.metric_markdown(rows, "wiki", "recall@5") == ""
+    m = {"i2t": {"map@50": 0.5, "map@all": 0.4, "n_queries": 3}, "t2i": {"map@all": 0.3}, "real_valued": {"i2t": {"recall@1": 0.1}}}
+    assert R._extra_metrics(m) == {"i2t map@all": 0.4, "t2i map@all": 0.3, "real i2t recall@1": 0.1}
 
 
 @pytest.mark.slow
@@ -560,3 +600,18 @@ def test_grid_cells_of_another_method_use_its_own_settings_not_a_djsrh_variant(t
     djsrh = plan("djsrh", "wiki", [16], [0], ["djsrh", "djsrh-4"])
     assert "--variant" not in train_command(djsrh[0], tmp_path, GridSpec(data_root="w", features=None, epochs=None, overrides=[], threads=1, device="cpu", extra_args=[]))
     assert "djsrh-4" in train_command(djsrh[1], tmp_path, GridSpec(data_root="w", features=None, epochs=None, overrides=[], threads=1, device="cpu", extra_args=[]))
+
+
+def test_a_dataset_default_split_has_its_parameters_for_every_method(monkeypatch):
+    """Fashion's 1,000-query split lives with the dataset, not repeated in each method's preset."""
+    from cmhash.experiments import run as run_mod
+    from cmhash.experiments.settings import DEFAULT_SPLIT_PARAMS
+
+    assert DEFAULT_SPLIT_PARAMS["fashion"] == {"num_query": 1000, "num_train": 5000}
+    monkeypatch.setitem(run_mod.DEFAULT_SPLIT_PARAMS, "synthetic", {"num_query": 7, "num_train": 20})
+    _, split = run_mod.load_run_data("synthetic", options={"n": 60})
+    assert split.sizes() == {"query": 7, "database": 53, "train": 20}
+    _, split = run_mod.load_run_data("synthetic", options={"n": 60}, run={"split_params": {"num_query": 9}})  # a preset's wins
+    assert split.sizes()["query"] == 9 and split.sizes()["train"] == 20
+    _, split = run_mod.load_run_data("synthetic", options={"n": 60}, split_params={"num_train": 30})  # and --split-param
+    assert split.sizes() == {"query": 7, "database": 53, "train": 30}

@@ -12,7 +12,7 @@ from cmhash import metrics
 from cmhash.methods import create_method
 from cmhash.training.checkpoint import read_payload
 from cmhash.training.trainer import Trainer
-from cmhash.methods.ucch import BinaryMemory, in_batch_weight, memory_logits, ranking_loss
+from cmhash.methods.ucch import BinaryMemory, in_batch_weight, memory_logits, memory_scores, ranking_loss
 from test_trainer import _cfg, tiny
 
 torch.set_num_threads(1)
@@ -58,6 +58,28 @@ def test_memory_logits_score_against_signs_and_the_update_is_a_normalised_moment
     torch.testing.assert_close(mem.memory[idx], want)
     untouched = [i for i in range(10) if i not in (2, 5, 7)]
     torch.testing.assert_close(mem.memory[untouched], old[untouched])
+
+
+def test_memory_scores_equal_the_gathered_rows_scores_values_and_gradients():
+    """The (batch, n) product + column pick gives memory_logits on memory[draw] (repeats and exact zeros included)."""
+    torch.manual_seed(0)
+    bits, n, b, k = 16, 40, 6, 25
+    memory = torch.nn.functional.normalize(torch.randn(n, bits), dim=1)
+    memory[3, :4] = 0.0  # sign(0) counts as +1 in both
+    draw = torch.randint(0, n, (b, k + 1))
+    draw[:, 0] = torch.arange(b) + 1
+    draw[0, 5] = draw[0, 6] = 3  # the same row drawn twice
+    raw_i, raw_t = torch.randn(b, bits, requires_grad=True), torch.randn(b, bits, requires_grad=True)
+    grads = []
+    for fn in (lambda bi, bt: memory_logits(bi, bt, memory[draw], 0.9), lambda bi, bt: memory_scores(bi, bt, memory, draw, 0.9)):
+        bi, bt = torch.nn.functional.normalize(raw_i, dim=1), torch.nn.functional.normalize(raw_t, dim=1)
+        out_i, out_t = fn(bi, bt)
+        assert out_i.shape == out_t.shape == (b, k + 1)
+        loss = torch.nn.functional.cross_entropy(out_i, torch.zeros(b, dtype=torch.long)) + (out_t**2).sum()
+        gi, gt = torch.autograd.grad(loss, (raw_i, raw_t))
+        grads.append((out_i.detach(), out_t.detach(), gi, gt))
+    for want, got in zip(*grads):
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
 
 
 def test_warmup_candidates_put_the_pair_first_then_every_other_pair():

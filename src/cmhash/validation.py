@@ -179,6 +179,16 @@ def device_arg(value: str) -> str:
 
 
 # ----------------------------------------------------------------------------- paths
+def _creatable_under(p: Path, flag: str) -> Path:
+    """``p`` itself, once its nearest existing ancestor is known to be a folder (so it can be created)."""
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"{flag} {p}: {parent} is a file, not a folder")
+            break
+    return p
+
+
 def output_file(path: str | os.PathLike | None, flag: str) -> Path | None:
     """Check an output *file* path before any work: not a folder, and its parent not a file."""
     if path is None:
@@ -186,12 +196,7 @@ def output_file(path: str | os.PathLike | None, flag: str) -> Path | None:
     p = Path(path)
     if p.is_dir():
         raise UsageError(f"{flag} {p}: is a folder; give a file name (e.g. {p / 'out'})")
-    for parent in p.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise UsageError(f"{flag} {p}: {parent} is a file, not a folder")
-            break
-    return p
+    return _creatable_under(p, flag)
 
 
 def output_dir(path: str | os.PathLike, flag: str) -> Path:
@@ -199,12 +204,7 @@ def output_dir(path: str | os.PathLike, flag: str) -> Path:
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise UsageError(f"{flag} {p}: is a file; give a folder")
-    for parent in p.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise UsageError(f"{flag} {p}: {parent} is a file, not a folder")
-            break
-    return p
+    return _creatable_under(p, flag)
 
 
 def input_file(path: str | os.PathLike, flag: str) -> Path:

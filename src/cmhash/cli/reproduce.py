@@ -57,7 +57,7 @@ def _common(p, dataset_required: bool = True) -> None:
     p.add_argument("--out", default="runs", help="root folder of the runs (OUT/<dataset>/<method>/<variant>/<bits>bits/seed<k>)")
     p.add_argument("--jobs", type=positive_int_arg, default=1, help="runs trained in parallel (each a 1-thread process by default)")
     p.add_argument("--threads", type=positive_int_arg, default=1, help="torch threads per run")
-    p.add_argument("--epochs", type=positive_int_arg, help="override the preset's epochs (quick checks)")
+    p.add_argument("--epochs", type=positive_int_arg, help="override the preset's epochs; the runs go to their own variant folder 'e<N>' (reported as METHOD [eN])")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="hyper-parameter override for every run")
     p.add_argument("--split-param", action="append", metavar="KEY=N", help="split protocol parameter for every run (as `cmhash train`)")
     p.add_argument("--device", type=device_arg, default="auto")
@@ -219,7 +219,7 @@ def run_table1(args) -> int:
 
     from cmhash.experiments import grid as R
 
-    cells = [c for m in _methods(args) for c in R.plan(m, args.dataset, _ints(args.bits), _seeds(args.seeds))]
+    cells = [c for m in _methods(args) for c in R.plan(m, args.dataset, _ints(args.bits), _seeds(args.seeds), epochs=args.epochs)]
     status = _run(cells, args, _spec(args, args.data_root, args.features))
     args.seeds = None  # the report shows every seed found under --out
     _report(args, Path(args.out))
@@ -271,7 +271,7 @@ def run_ablation(args) -> int:
         raise CmhashError("ablation runs the variants of one method: give --method NAME")
     args.method = methods[0]
     variants = _variants(args.variants, args.method)
-    cells = R.plan(args.method, args.dataset, _ints(args.bits), _seeds(args.seeds), variants)
+    cells = R.plan(args.method, args.dataset, _ints(args.bits), _seeds(args.seeds), variants, epochs=args.epochs)
     status = _run(cells, args, _spec(args, args.data_root, args.features))
     root = Path(args.out)
     rows = R.collect(cells, root)
@@ -299,13 +299,13 @@ def run_results(args) -> int:
     wiki = (str(data / "wikipedia"), None)
     groups = []
     for m in methods:
-        groups += [(R.plan(m, "wiki", bits, seeds), *wiki), (R.plan(m, "mirflickr", bits, seeds), *mir)]
+        groups += [(R.plan(m, "wiki", bits, seeds, epochs=args.epochs), *wiki), (R.plan(m, "mirflickr", bits, seeds, epochs=args.epochs), *mir)]
         variants = [v for v in R.variant_info(m)[0] if v != m]
         if variants:
-            groups.append((R.plan(m, "mirflickr", _ints(args.ablation_bits), seeds, variants), *mir))
+            groups.append((R.plan(m, "mirflickr", _ints(args.ablation_bits), seeds, variants, epochs=args.epochs), *mir))
     for spec in args.variance or []:
         m, ds_name, bits_text, seeds_text = _variance_spec(spec, methods[0])
-        groups.append((R.plan(m, ds_name, _ints(bits_text), _seed_range(seeds_text)), *(wiki if ds_name == "wiki" else mir)))
+        groups.append((R.plan(m, ds_name, _ints(bits_text), _seed_range(seeds_text), epochs=args.epochs), *(wiki if ds_name == "wiki" else mir)))
     status = 0
     for cells, data_root, feats in groups:
         status |= _run(cells, args, _spec(args, data_root, feats))

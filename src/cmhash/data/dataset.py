@@ -249,3 +249,20 @@ class PairedDataset:
         if self.report is not None:
             out["load_report"] = self.report.to_dict()
         return out
+
+
+def supervision_labels(labels: np.ndarray | None, groups: np.ndarray | None, what: str = "dataset") -> np.ndarray:
+    """The multi-hot matrix a supervised method learns from: the labels, else pair identity.
+
+    Without labels (Flickr8k), items showing the same image (same ``groups`` value: the five
+    captions of one image) are the similar ones: one column per group, so "share a label" means
+    "describe the same image".
+    """
+    if labels is not None:
+        return np.asarray(labels, dtype=np.uint8)
+    if groups is None:
+        raise DataError(f"{what}: a supervised method needs labels or pair groups (captions of the same image); this data has neither")
+    _, inverse = np.unique(np.asarray(groups), return_inverse=True)
+    out = np.zeros((len(inverse), int(inverse.max()) + 1 if len(inverse) else 0), dtype=np.uint8)
+    out[np.arange(len(inverse)), inverse] = 1
+    return out

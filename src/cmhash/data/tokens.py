@@ -1,32 +1,172 @@
-"""Text as token sequences (word ids), for methods that read words in order (DVSH's LSTM).
+"""The text layer for methods that read words in order (DVSH's LSTMs, :class:`~cmhash.nets.text.TokenHashNet`).
 
-The one representation, shared by the data layer, the batch sources and the networks:
+Every text becomes word ids here and nowhere else:
 
-* ``ids``: int64 array (n, max_len), each row the token ids of one text from the left, padded on
-  the right with :data:`PAD` (= 0); real tokens are 1..vocab_size-1 (id 1 is :data:`UNK`, the
-  out-of-vocabulary word);
-* ``lengths``: int64 array (n,), the number of real tokens of each row (0 for an empty text;
-  ``ids[i, lengths[i]:]`` is all PAD);
-* ``vocab_size``: number of ids including PAD and UNK (the size of an embedding table).
-
-A :class:`TokenSequences` lives on ``PairedDataset.text_tokens``; a training batch carries the
-rows of the batch as a :class:`~cmhash.training.batch.TokenBatch` (torch tensors, padded to the
-longest text of the batch).
+* tokenisation: :func:`words`, i.e. :func:`cmhash.data.text.tokenize` with kind ``sentence``
+  (lower-cased words of letters/digits). Tag texts (MIRFlickr) are read as a word sequence in the
+  listed order: the commas between tags are not word characters, so ``"new york, beach"`` ->
+  ``new york beach``.
+* ids: ``0`` = :data:`PAD` (padding), ``1`` = :data:`UNK` (a word not in the vocabulary), word
+  ``j`` of a vocabulary = ``OFFSET + j`` (:data:`OFFSET` = 2).
+* vocabulary: :class:`SequenceVocabulary` wraps a :class:`~cmhash.data.text.Vocabulary` (words in
+  at least ``min_count`` training texts, at most ``max_size`` most frequent, sorted); saved as JSON
+  (``save``/``load``/``to_dict``) and carried inside checkpoints, so a raw query sentence is
+  encoded later exactly as in training.
+* padding: :func:`pad_sequences` returns right-padded ``(n, max_len)`` int64 ids and the true
+  lengths. :meth:`SequenceVocabulary.encode` gives every text at least one id: a text with no
+  known word (empty, or only words never seen in training, as free queries often are) becomes
+  ``[UNK]`` of length 1, so a query never breaks the model and never yields an empty sequence
+  (which ``pack_padded_sequence`` rejects). :meth:`TokenSequences.from_lists` keeps empty rows
+  (length 0) for callers that build ids themselves.
+* packing: :func:`pack` wraps ``torch.nn.utils.rnn.pack_padded_sequence`` (unsorted lengths).
+* the dataset/batch representation: :class:`TokenSequences` on ``PairedDataset.text_tokens``:
+  ``ids`` int64 (n, max_len) right-padded with PAD, ``lengths`` int64 (n,) (0 allowed;
+  ``ids[i, lengths[i]:]`` is all PAD), ``vocab_size`` (ids including PAD and UNK: the size of an
+  embedding table). A training batch carries its rows as a
+  :class:`~cmhash.training.batch.TokenBatch` (torch tensors, padded to the longest text of the batch).
+* GloVe: :func:`cmhash.features.text_glove.glove_table` gives an embedding table for a
+  vocabulary initialised from GloVe 6B 50-d (the features layer owns the GloVe files).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from cmhash.data.text import Vocabulary, tokenize
 from cmhash.errors import DataError
+from cmhash.io import read_json, write_json
 
-PAD = 0
-UNK = 1
+PAD, UNK, OFFSET = 0, 1, 2
+FORMAT = "cmhash-sequence-vocabulary"
+FORMAT_VERSION = 1
 
 
+# ----------------------------------------------------------------------------- tokenisation + padding
+def words(text: str | None) -> list[str]:
+    """The word sequence of one raw text (sentence or comma-separated tags)."""
+    return tokenize(text or "", "sentence")
+
+
+def pad_sequences(seqs: Sequence[Iterable[int]], max_len: int | None, *, empty_as_unk: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Id lists -> (ids (n, width) int64 right-padded with PAD, lengths (n,) int64).
+
+    Longer lists are cut to ``max_len`` (``width = max_len``; ``None``: the longest list, at
+    least 1). ``empty_as_unk``: an empty list becomes ``[UNK]`` (length 1); otherwise it stays
+    empty (length 0, all PAD).
+    """
+    if max_len is not None and int(max_len) < 1:
+        raise DataError(f"max_len must be at least 1, got {max_len}")
+    rows = [list(s) if max_len is None else list(s)[: int(max_len)] for s in seqs]
+    if empty_as_unk:
+        rows = [r or [UNK] for r in rows]
+    width = int(max_len) if max_len is not None else max(1, max((len(r) for r in rows), default=0))
+    ids = np.full((len(rows), width), PAD, dtype=np.int64)
+    lengths = np.zeros(len(rows), dtype=np.int64)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = r
+        lengths[i] = len(r)
+    return ids, lengths
+
+
+def pack(embedded, lengths):
+    """``pack_padded_sequence`` for batch-first embedded ids with unsorted lengths (torch tensors)."""
+    import torch
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    lengths = torch.as_tensor(lengths, dtype=torch.int64).clamp(min=1).cpu()
+    return pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
+
+
+# ----------------------------------------------------------------------------- vocabulary
+class SequenceVocabulary:
+    """Word -> id with PAD=0 and UNK=1 reserved; encodes texts into padded id matrices."""
+
+    def __init__(self, vocab: Vocabulary, max_len: int = 32):
+        if vocab.kind != "sentence":
+            raise DataError(f"sequence vocabulary: needs a word ('sentence') vocabulary, got a '{vocab.kind}' one")
+        if int(max_len) < 1:
+            raise DataError(f"sequence vocabulary: max_len must be at least 1, got {max_len}")
+        self.vocab = vocab
+        self.max_len = int(max_len)
+
+    @classmethod
+    def build(cls, texts: Iterable[str], min_count: int = 1, max_size: int | None = 20000, max_len: int = 32) -> "SequenceVocabulary":
+        """Fit on training texts: words in at least ``min_count`` texts (``max_size`` most frequent)."""
+        return cls(Vocabulary.build(list(texts), min_count=int(min_count), kind="sentence", max_size=max_size), max_len=max_len)
+
+    @classmethod
+    def from_words(cls, vocabulary: Sequence[str], max_len: int = 32) -> "SequenceVocabulary":
+        """A given word list, in its order: ``vocabulary[j]`` gets id ``OFFSET + j``."""
+        tokens = [str(w) for w in vocabulary]
+        return cls(Vocabulary(tokens, [0] * len(tokens), 0, kind="sentence"), max_len=max_len)
+
+    @property
+    def size(self) -> int:
+        """Rows of the embedding table: vocabulary words + PAD + UNK."""
+        return len(self.vocab) + OFFSET
+
+    def __len__(self) -> int:
+        return self.size
+
+    def ids(self, text: str | None) -> list[int]:
+        """Ids of one text's words (unknown words -> UNK; not cut, not padded; may be empty)."""
+        index = self.vocab.index
+        return [OFFSET + index[w] if w in index else UNK for w in words(text)]
+
+    def encode(self, texts: Sequence[str], max_len: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Texts -> (ids (n, max_len) int64, lengths (n,) int64); see the module docstring."""
+        if isinstance(texts, str):
+            raise DataError("sequence vocabulary: encode() takes a list of texts, not one string")
+        return pad_sequences([self.ids(t) for t in texts], max_len or self.max_len)
+
+    def unknown_rate(self, texts: Sequence[str]) -> float:
+        """Fraction of word occurrences in ``texts`` that are not in the vocabulary."""
+        n = unk = 0
+        for t in texts:
+            s = self.ids(t)
+            n += len(s)
+            unk += sum(1 for x in s if x == UNK)
+        return unk / n if n else 0.0
+
+    def decode(self, ids: Sequence[int]) -> list[str]:
+        """Ids -> words (padding skipped, unknown shown as ``<unk>``)."""
+        out = []
+        for i in ids:
+            i = int(i)
+            if i == PAD:
+                continue
+            out.append("<unk>" if i == UNK else self.vocab.tokens[i - OFFSET])
+        return out
+
+    # ------------------------------------------------------------------ storage
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, "version": FORMAT_VERSION, "pad": PAD, "unk": UNK, "offset": OFFSET, "max_len": self.max_len, "vocabulary": self.vocab.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "sequence vocabulary") -> "SequenceVocabulary":
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            raise DataError(f"{where}: not a cmhash sequence vocabulary (no \"format\": \"{FORMAT}\")")
+        if int(d.get("version", 0)) > FORMAT_VERSION:
+            raise DataError(f"{where}: sequence vocabulary version {d.get('version')} is newer than this cmhash reads ({FORMAT_VERSION}); upgrade cmhash")
+        if (d.get("pad"), d.get("unk"), d.get("offset")) != (PAD, UNK, OFFSET):
+            raise DataError(f"{where}: reserved ids pad/unk/offset are {d.get('pad')}/{d.get('unk')}/{d.get('offset')}, expected {PAD}/{UNK}/{OFFSET}")
+        if "vocabulary" not in d:
+            raise DataError(f"{where}: missing field 'vocabulary'")
+        return cls(Vocabulary.from_dict(d["vocabulary"], where=f"{where}: vocabulary"), max_len=int(d.get("max_len", 32)))
+
+    def save(self, path: str | Path) -> Path:
+        return write_json(path, self.to_dict(), indent=None)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "SequenceVocabulary":
+        return cls.from_dict(read_json(path), where=str(path))
+
+
+# ----------------------------------------------------------------------------- dataset representation
 @dataclass
 class TokenSequences:
     """Padded token ids (n, max_len) + lengths (n,) + vocabulary size; see the module docstring."""
@@ -67,25 +207,21 @@ class TokenSequences:
 
     @classmethod
     def from_lists(cls, seqs: Sequence[Iterable[int]], vocab_size: int, max_len: int | None = None) -> "TokenSequences":
-        """From lists of ids (each truncated to ``max_len`` when given)."""
-        rows = [list(s)[:max_len] if max_len else list(s) for s in seqs]
-        width = max_len or max((len(r) for r in rows), default=0)
-        ids = np.full((len(rows), max(width, 1)), PAD, dtype=np.int64)
-        lengths = np.zeros(len(rows), dtype=np.int64)
-        for i, r in enumerate(rows):
-            ids[i, : len(r)] = r
-            lengths[i] = len(r)
+        """From lists of ids (each cut to ``max_len`` when given; width: ``max_len`` or the longest); empty lists stay empty."""
+        ids, lengths = pad_sequences(seqs, max_len, empty_as_unk=False)
         return cls(ids, lengths, vocab_size)
 
     @classmethod
-    def from_texts(cls, texts: Sequence[str], vocabulary: Sequence[str], max_len: int = 64, lower: bool = True) -> "TokenSequences":
-        """Whitespace/comma tokenised texts -> ids; ``vocabulary[k]`` gets id ``k + 2`` (0 = PAD, 1 = UNK)."""
-        import re
+    def from_texts(cls, texts: Sequence[str], vocabulary: "SequenceVocabulary | Sequence[str]", max_len: int | None = None) -> "TokenSequences":
+        """Raw texts -> ids through :meth:`SequenceVocabulary.encode` (the one tokeniser, id rule and padding).
 
-        index = {w: k + 2 for k, w in enumerate(vocabulary)}
-        split = re.compile(r"[\s,]+")
-        seqs = [[index.get(w, UNK) for w in split.split(t.lower() if lower else t) if w] for t in texts]
-        return cls.from_lists(seqs, vocab_size=len(vocabulary) + 2, max_len=max_len)
+        ``vocabulary``: a :class:`SequenceVocabulary`, or a word list (``vocabulary[j]`` -> id
+        ``OFFSET + j``); ``max_len`` defaults to the vocabulary's (64 for a word list).
+        """
+        if not isinstance(vocabulary, SequenceVocabulary):
+            vocabulary = SequenceVocabulary.from_words(vocabulary, max_len=64 if max_len is None else max_len)
+        ids, lengths = vocabulary.encode(list(texts), max_len)
+        return cls(ids, lengths, vocabulary.size)
 
 
-__all__ = ["PAD", "UNK", "TokenSequences"]
+__all__ = ["FORMAT", "OFFSET", "PAD", "UNK", "SequenceVocabulary", "TokenSequences", "pack", "pad_sequences", "words"]

@@ -66,9 +66,45 @@ class GridSpec:
     extra_args: list[str] = field(default_factory=list)
 
 
-def plan(method: str, dataset: str, bits: Iterable[int], seeds: Iterable[int], variants: Iterable[str] | None = None) -> list[Cell]:
-    """Cells of a grid; ``variants`` default to the method's own settings (variant name = method name)."""
-    return [Cell(method, v, dataset, int(b), int(s)) for v in (variants or (method,)) for b in bits for s in seeds]
+_SCHEDULE = re.compile(r"e(\d+)(?:-(.+))?")
+
+
+def schedule_variant(method: str, variant: str, epochs: int | None) -> str:
+    """Folder name of ``variant`` trained for ``epochs`` instead of its preset's: ``e10`` or ``e10-<variant>``.
+
+    A shortened schedule is a different experiment: it gets its own folder, so its runs never mix
+    with (or get reused as) runs of the preset's schedule, and reports label it ``METHOD [e10]``.
+    Methods without epochs (shallow ones) keep the plain name.
+    """
+    if not epochs or "epochs" not in _defaults(method):
+        return variant
+    return f"e{int(epochs)}" if variant == method else f"e{int(epochs)}-{variant}"
+
+
+def split_schedule(method: str, name: str) -> tuple[str, int | None]:
+    """Inverse of :func:`schedule_variant`: ``(preset variant, epochs or None)`` of a variant folder name."""
+    m = _SCHEDULE.fullmatch(name)
+    if m is None or name in variant_info(method)[0]:
+        return name, None
+    return m.group(2) or method, int(m.group(1))
+
+
+def is_schedule_variant(method: str, name: str) -> bool:
+    """True for ``e10``: the method's own settings at another number of epochs (no other change)."""
+    variant, epochs = split_schedule(method, name)
+    return epochs is not None and variant == method
+
+
+def plan(
+    method: str, dataset: str, bits: Iterable[int], seeds: Iterable[int], variants: Iterable[str] | None = None, epochs: int | None = None
+) -> list[Cell]:
+    """Cells of a grid; ``variants`` default to the method's own settings (variant name = method name).
+
+    With ``epochs`` (an override of the presets' schedule) each variant's folder is named by
+    :func:`schedule_variant` (``e10``, ``e10-<variant>``).
+    """
+    names = [schedule_variant(method, v, epochs) for v in (variants or (method,))]
+    return [Cell(method, v, dataset, int(b), int(s)) for v in names for b in bits for s in seeds]
 
 
 def train_command(cell: Cell, root: Path, spec: GridSpec) -> list[str]:
@@ -79,10 +115,12 @@ def train_command(cell: Cell, root: Path, spec: GridSpec) -> list[str]:
         cmd += ["--data-root", str(spec.data_root)]
     if spec.features:
         cmd += ["--features", str(spec.features)]
-    if cell.variant != cell.method:
-        cmd += ["--variant", cell.variant]
-    if spec.epochs and "epochs" in _defaults(cell.method):  # shallow methods have no epochs
-        cmd += ["--epochs", str(spec.epochs)]
+    variant, epochs = split_schedule(cell.method, cell.variant)
+    if variant != cell.method:
+        cmd += ["--variant", variant]
+    epochs = epochs or spec.epochs
+    if epochs and "epochs" in _defaults(cell.method):  # shallow methods have no epochs
+        cmd += ["--epochs", str(epochs)]
     for item in spec.overrides:
         cmd += ["--set", item]
     return cmd + list(spec.extra_args)
@@ -253,6 +291,7 @@ def collect(cells: Sequence[Cell], root: Path) -> list[dict[str, Any]]:
                 # pair-identity runs (Flickr8k) have Recall@K instead of mAP: their tables show Recall@10
                 "i2t": float(m["i2t"]["map@50"] if "map@50" in m["i2t"] else m["i2t"]["recall@10"]),
                 "t2i": float(m["t2i"]["map@50"] if "map@50" in m["t2i"] else m["t2i"]["recall@10"]),
+                "extra": _extra_metrics(m),
                 "seconds": m.get("seconds"),
                 "train_seconds": m.get("train_seconds_total") or m.get("train_seconds_epochs") or m.get("train_seconds"),
                 "seconds_per_epoch": m.get("seconds_per_epoch"),
@@ -268,6 +307,48 @@ def collect(cells: Sequence[Cell], root: Path) -> list[dict[str, Any]]:
     return rows
 
 
+EXTRA_METRICS = ("map@all", "recall@1", "recall@5", "recall@10")
+
+
+def _extra_metrics(m: dict[str, Any]) -> dict[str, float]:
+    """The run's other scalar metrics, per task: ``{"i2t map@all": ..., "real t2i recall@10": ...}``.
+
+    ``real`` = the same metric from the real-valued embeddings (the bound the codes lose against).
+    """
+    out: dict[str, float] = {}
+    for prefix, src in (("", m), ("real ", m.get("real_valued") or {})):
+        for task in ("i2t", "t2i"):
+            for key in EXTRA_METRICS:
+                value = (src.get(task) or {}).get(key)
+                if isinstance(value, (int, float)):
+                    out[f"{prefix}{task} {key}"] = float(value)
+    return out
+
+
+def metric_markdown(rows, dataset: str, metric: str, pairs: Sequence[tuple[str, str]] | None = None) -> str:
+    """Mean ± std over seeds of one recorded metric (``map@all``, ``recall@10``, ...) per method and code
+    length, both directions; with the real-valued bound where the runs recorded one. Empty when no run has it."""
+    mine = group(rows, dataset=dataset)
+    pairs = list(pairs) if pairs is not None else table_pairs(mine)
+    have = [r for r in mine if (r["method"], r["variant"]) in pairs and f"i2t {metric}" in (r.get("extra") or {})]
+    if not have:
+        return ""
+    bits = sorted({r["bits"] for r in have})
+    head = ["method", "seeds"] + [f"{b} bits {t}" for b in bits for t in ("I→T", "T→I")]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for prefix, suffix in (("", ""), ("real ", " (real-valued)")):
+        for method, variant in pairs:
+            rs = [r for r in have if (r["method"], r["variant"]) == (method, variant) and f"{prefix}i2t {metric}" in r["extra"]]
+            if not rs:
+                continue
+            cells = [label(method, variant) + suffix, ",".join(map(str, sorted({r["seed"] for r in rs})))]
+            for b in bits:
+                for task in ("i2t", "t2i"):
+                    cells.append(fmt(*mean_std([r["extra"][f"{prefix}{task} {metric}"] for r in rs if r["bits"] == b])))
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _epoch_seconds(log: Path) -> list[float]:
     """Per-epoch step seconds from a run's train_log.csv (empty when there is none)."""
     if not log.exists():
@@ -277,14 +358,15 @@ def _epoch_seconds(log: Path) -> list[float]:
 
 
 def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> Path:
-    """Long format, one row per run; ``protocol`` is the JSON of :func:`protocol_of` (how the number was made)."""
+    """Long format, one row per run; ``metrics`` is the JSON of the other recorded metrics (mAP@all, Recall@K, their
+    real-valued bounds), ``protocol`` the JSON of :func:`protocol_of` (how the number was made)."""
     cols = ["method", "variant", "dataset", "bits", "seed", "i2t", "t2i", "seconds", "train_seconds", "seconds_per_epoch",
-            "seconds_per_epoch_median", "epochs", "code", "run_dir", "protocol"]  # fmt: skip
+            "seconds_per_epoch_median", "epochs", "code", "run_dir", "metrics", "protocol"]  # fmt: skip
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
     w.writeheader()
     for r in rows:
-        w.writerow({**r, "protocol": json.dumps(r.get("protocol"), sort_keys=True, default=str)})
+        w.writerow({**r, "metrics": json.dumps(r.get("extra") or {}, sort_keys=True), "protocol": json.dumps(r.get("protocol"), sort_keys=True, default=str)})
     with atomic_open(path, "w") as fh:
         fh.write(buf.getvalue())
     return path
@@ -417,6 +499,14 @@ def method_variants(rows, dataset: str | None = None) -> list[tuple[str, str]]:
     return out
 
 
+def table_pairs(rows, dataset: str | None = None) -> list[tuple[str, str]]:
+    """The rows of a main table: each method's own settings, or, for a method run only at a
+    shortened schedule, that schedule (labelled ``METHOD [e10]``)."""
+    pairs = method_variants(rows, dataset)
+    own = {m for m, v in pairs if m == v}
+    return [(m, v) for m, v in pairs if m == v or (m not in own and is_schedule_variant(m, v))]
+
+
 def label(method: str, variant: str) -> str:
     return method.upper() if variant == method else f"{method.upper()} [{variant}]"
 
@@ -427,7 +517,7 @@ def table1_markdown(rows, dataset: str, ref_dir: Path | None = None, pairs: Sequ
     paper = load_paper_table1(ref_dir)
     ref = load_independent_reference(ref_dir)
     mine = group(rows, dataset=dataset)
-    pairs = list(pairs) if pairs is not None else [p for p in method_variants(mine) if p[0] == p[1]]
+    pairs = list(pairs) if pairs is not None else table_pairs(mine)
     bits = sorted({r["bits"] for r in mine if (r["method"], r["variant"]) in pairs})
     out = []
     for task, arrow in (("i2t", "Image → Text"), ("t2i", "Text → Image")):
@@ -436,12 +526,13 @@ def table1_markdown(rows, dataset: str, ref_dir: Path | None = None, pairs: Sequ
         for method, variant in pairs:
             rs = group(mine, method=method, variant=variant)
             seeds = sorted({r["seed"] for r in rs})
-            ref_label = reference_label(ref, dataset, method) if variant == method else None
+            own = variant == method or is_schedule_variant(method, variant)  # the method itself, maybe on a shorter schedule
+            ref_label = reference_label(ref, dataset, method) if own else None
             cells = [label(method, variant), ",".join(map(str, seeds))]
             for b in bits:
                 ours = fmt(*mean_std([r[task] for r in rs if r["bits"] == b]))
                 rv = ref.get((ref_label, dataset, b, task)) if ref_label else None
-                pv = paper.get((method.upper(), PAPER_DATASET.get(dataset, dataset), b, task)) if variant == method else None
+                pv = paper.get((method.upper(), PAPER_DATASET.get(dataset, dataset), b, task)) if own else None
                 cells.append(f"{ours} / {'-' if rv is None else f'{rv:.3f}'} / {'-' if pv is None else f'{pv:.3f}'}")
             lines.append("| " + " | ".join(cells) + " |")
         out.append("\n".join(lines) + "\n")

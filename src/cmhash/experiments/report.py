@@ -107,6 +107,15 @@ def dataset_section(number: int, dataset: str, rows, extra_rows, ref_dir: Path |
         return ""
     title = DATASET_TITLES.get(dataset, dataset)
     parts = [f"## {number}. {title}\n", R.table1_markdown(rows, dataset, ref_dir)]
+    full = R.metric_markdown(rows, dataset, "map@all")
+    if full:
+        parts.append("mAP over the whole ranking (mAP@all: AP over every database item, mean over all queries; the protocol "
+                     "UCCH and DGCPN publish), mean ± std over seeds:\n\n" + full)  # fmt: skip
+    recall = [(k, R.metric_markdown(rows, dataset, f"recall@{k}")) for k in (1, 5, 10)]
+    for k, table in recall:
+        if table:
+            parts.append(f"Recall@{k} (a query's own pair counts; Hamming ranking of the codes, and the same from the "
+                         f"real-valued embeddings before binarising):\n\n" + table)  # fmt: skip
     parts.append("Protocol of these numbers (read from each run's metrics.json):\n\n" + R.protocol_markdown(rows + extra_rows, dataset))
     checks = [reference_check(rows, dataset, m, ref)[0] for m, v in R.method_variants(rows, dataset) if m == v]
     checks = [c for c in checks if c]
@@ -125,7 +134,8 @@ def dataset_section(number: int, dataset: str, rows, extra_rows, ref_dir: Path |
         parts.append("Precision@top-R (mean over seeds):\n\n" + curves)
         if plot:
             parts.append(f"\n![Precision@top-R on {dataset}, both directions, one line per method]({plot})\n")
-    for method in sorted({m for m, v in R.method_variants(rows, dataset) if v != m}):
+    main = set(R.table_pairs(rows, dataset))
+    for method in sorted({m for m, v in R.method_variants(rows, dataset) if (m, v) not in main}):
         parts.append(f"Variants of {method.upper()}:\n\n" + R.ablation_markdown(rows, dataset, method, ref_dir))
         eff = R.effects_markdown(rows, dataset, method)
         if eff:

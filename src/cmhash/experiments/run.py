@@ -29,7 +29,7 @@ import numpy as np
 
 from cmhash.errors import CmhashError, DataError
 from cmhash.experiments.evaluation import evaluate_codes, evaluate_recall, make_validator
-from cmhash.experiments.settings import DEFAULT_SPLITS
+from cmhash.experiments.settings import DEFAULT_SPLIT_PARAMS, DEFAULT_SPLITS
 from cmhash.io import write_json
 
 
@@ -97,7 +97,8 @@ def load_run_data(
     if split_file:
         return ds, Split.load(split_file, dataset=ds)
     protocol = split or run.get("split") or DEFAULT_SPLITS.get(ds.name, "djsrh")
-    params = dict(run.get("split_params") or {})
+    params = dict(DEFAULT_SPLIT_PARAMS.get(ds.name, {})) if protocol == DEFAULT_SPLITS.get(ds.name) else {}
+    params.update(run.get("split_params") or {})
     params.update(split_params or {})
     return ds, make_split(ds, protocol, seed=seed, **params)
 

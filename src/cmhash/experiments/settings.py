@@ -15,6 +15,9 @@ from cmhash.errors import CmhashError
 
 #: Split protocol of a dataset when the method's preset names none (the DJSRH papers' protocols).
 DEFAULT_SPLITS = {"wiki": "official", "nuswide": "djsrh-nuswide", "flickr8k": "official", "synthetic": "random", "fashion": "random"}
+#: Parameters of a dataset's default split (presets and --split-param override them): every method
+#: on Fashion gets the same 1,000-query / 5,000-training-pair split without each preset repeating it.
+DEFAULT_SPLIT_PARAMS = {"fashion": {"num_query": 1000, "num_train": 5000}}
 
 
 def available_variants(method: str) -> list[str]:
@@ -73,4 +76,4 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     return parse_kv(items, "--set", "beta=0.8")
 
 
-__all__ = ["DEFAULT_SPLITS", "available_variants", "parse_overrides", "resolve_settings"]
+__all__ = ["DEFAULT_SPLITS", "DEFAULT_SPLIT_PARAMS", "available_variants", "parse_overrides", "resolve_settings"]

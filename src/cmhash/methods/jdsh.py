@@ -33,8 +33,7 @@ from cmhash.methods import METHODS
 from cmhash.methods.deep import Batch, InputSpec
 from cmhash.methods.djsrh import DJSRH, alpha_for_epoch
 from cmhash.methods.losses import jdsh_loss
-from cmhash.methods.similarity import JDSH_VARIANTS, DSDWConstants, cosine_similarity_matrix, dsdw_weighting, jdsh_joint_similarity
-from cmhash.nets.heads import relaxed_codes
+from cmhash.methods.similarity import JDSH_VARIANTS, DSDWConstants, dsdw_weighting, jdsh_joint_similarity
 
 DSDW_MODES = ("shipped", "fit", "off")
 
@@ -150,10 +149,7 @@ class JDSH(DJSRH):
     def joint_similarity(self, batch: Batch) -> torch.Tensor:
         """S_ of the batch (before DSDW and mu)."""
         h = self.hparams
-        f_image = batch.image if self.feat_net is None else self.feat_net(batch.image)
-        rescale = bool(h["rescale_similarity"])
-        s_image = cosine_similarity_matrix(f_image, rescale)
-        s_text = cosine_similarity_matrix(batch.text, rescale)
+        s_image, s_text = self.modality_similarities(batch)
         return jdsh_joint_similarity(s_image, s_text, float(h["weight_image"]), float(h["weight_text"]), float(h["weight_high"]), h["jdsh_variant"])
 
     @torch.no_grad()
@@ -164,12 +160,10 @@ class JDSH(DJSRH):
             s = dsdw_weighting(s, self.dsdw_constants(), self.hparams["jdsh_variant"])
         return float(self.hparams["mu"]) * s
 
-    def training_loss(self, batch: Batch):
-        h = self.hparams
-        target = self.target(batch)
-        b_image = nn.functional.normalize(relaxed_codes(self.fwd["image"](batch.image), self.alpha), dim=1)
-        b_text = nn.functional.normalize(relaxed_codes(self.fwd["text"](batch.text), self.alpha), dim=1)
-        return jdsh_loss(b_image, b_text, target, float(h["intra"]), h["jdsh_variant"])
+    def reconstruction(self, b_image: torch.Tensor, b_text: torch.Tensor, target: torch.Tensor):
+        """JDSH's loss (:func:`~cmhash.methods.losses.jdsh_loss`) in place of DJSRH's; the rest of
+        :meth:`DJSRH.training_loss` (target, relaxed codes, normalisation) is shared."""
+        return jdsh_loss(b_image, b_text, target, float(self.hparams["intra"]), self.hparams["jdsh_variant"])
 
 
 __all__ = ["DSDW_MODES", "JDSH"]

@@ -33,8 +33,6 @@ from cmhash.errors import CmhashError
 from cmhash.methods import METHODS
 from cmhash.methods.deep import Batch, TrainingSet
 from cmhash.methods.djsrh import DJSRH
-from cmhash.methods.losses import reconstruction_loss
-from cmhash.nets.heads import relaxed_codes
 from cmhash.methods.similarity import cosine_similarity_matrix, joint_semantics
 
 #: Largest training set whose n x n global target is built (float32: 1.6 GB at 20,000 pairs).
@@ -164,9 +162,8 @@ class KDH(DJSRH):
     def training_loss(self, batch: Batch):
         h = self.hparams
         target = self.target(batch)
-        r_image = relaxed_codes(self.fwd["image"](batch.image), self.alpha)
-        r_text = relaxed_codes(self.fwd["text"](batch.text), self.alpha)
-        rec, terms = reconstruction_loss(F.normalize(r_image, dim=1), F.normalize(r_text, dim=1), target, float(h["lambda1"]), float(h["lambda2"]))
+        r_image, r_text = self.relaxed_pair(batch)
+        rec, terms = self.reconstruction(F.normalize(r_image, dim=1), F.normalize(r_text, dim=1), target)
         loss = float(h["reconstruction"]) * rec
         weight = float(h["distill"])
         if weight > 0:

@@ -16,10 +16,7 @@ import numpy as np
 from cmhash.codes import sign
 from cmhash.errors import CmhashError
 from cmhash.methods.base import MODALITIES
-from cmhash.methods.shallow import ShallowHashMethod
-
-#: Rows per block when projecting float32 features in float64 (about 64 MiB per block at d = 4096).
-BLOCK_BYTES = 64 * 2**20
+from cmhash.methods.shallow import ShallowHashMethod, blocked_projection
 
 
 class LinearShallowMethod(ShallowHashMethod):
@@ -49,23 +46,9 @@ class LinearShallowMethod(ShallowHashMethod):
     def project(self, inputs, modality: str) -> np.ndarray:
         """Real-valued projections ``(x - mean) P`` (n x bits), before the threshold and the sign;
         computed in float64 row blocks so a large float32 input is never copied whole."""
-        self.check_modality(modality)
-        self._check_fitted()
-        feats = self.features(inputs, modality)
-        P, mean = self.arrays[f"P_{modality}"], self.arrays[f"mean_{modality}"]
-        if feats.shape[1] != P.shape[0]:
-            from cmhash.errors import DataError
-
-            raise DataError(
-                f"{self.name}: {modality} features have {feats.shape[1]} dimensions but the model was trained on "
-                f"{P.shape[0]}; use features from the same encoder"
-            )
+        feats = self.query_features(inputs, modality)
         self.check_finite(feats, modality, "input")
-        out = np.empty((feats.shape[0], P.shape[1]))
-        rows = max(1, BLOCK_BYTES // (8 * max(1, feats.shape[1])))
-        for s in range(0, feats.shape[0], rows):
-            out[s : s + rows] = (feats[s : s + rows].astype(np.float64) - mean) @ P
-        return out
+        return blocked_projection(feats, self.arrays[f"mean_{modality}"], self.arrays[f"P_{modality}"])
 
     def encode(self, inputs, modality: str) -> np.ndarray:
         """+-1 int8 codes ``sign((x - mean) P - threshold)`` (0 maps to +1)."""

@@ -283,15 +283,7 @@ class LSSH(ShallowHashMethod):
 
     # ------------------------------------------------------------------ coding
     def _inputs(self, inputs, modality: str) -> np.ndarray:
-        self.check_modality(modality)
-        self._check_fitted()
-        F = self.features(inputs, modality)
-        d = self.params["pca_mean"].shape[0] if modality == "image" else self.params["A"].shape[0]
-        if F.shape[1] != d:
-            raise DataError(
-                f"lssh: {modality} features have {F.shape[1]} dimensions but the model was trained on {d}; "
-                "use features from the same encoder"
-            )
+        F = self.query_features(inputs, modality, width_from="pca_mean" if modality == "image" else "A")
         self.check_finite(F, modality, "input")
         return np.asarray(F, dtype=np.float64)
 

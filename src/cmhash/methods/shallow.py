@@ -30,6 +30,31 @@ from cmhash.errors import CmhashError, DataError
 from cmhash.methods.base import MODALITIES, HashMethod
 
 
+#: Rows per block when centring float32 features into float64 products (about 64 MiB at d = 4096).
+BLOCK_BYTES = 64 * 2**20
+
+
+def block_rows(width: int, block_bytes: int = BLOCK_BYTES) -> int:
+    """Rows of a float64 block of ``width`` columns that fit in ``block_bytes`` (at least 1)."""
+    return max(1, block_bytes // (8 * max(1, width)))
+
+
+def centred_blocks(X: np.ndarray, mean: np.ndarray, rows: int | None = None):
+    """``(start, X[start:start + rows] - mean)`` in float64, block by block, so a large float32
+    ``X`` is never copied whole."""
+    rows = block_rows(X.shape[1]) if rows is None else rows
+    for s in range(0, X.shape[0], rows):
+        yield s, X[s : s + rows].astype(np.float64) - mean
+
+
+def blocked_projection(X: np.ndarray, mean: np.ndarray, P: np.ndarray, rows: int | None = None) -> np.ndarray:
+    """``(X - mean) @ P`` (n x k) in float64, computed over :func:`centred_blocks`."""
+    out = np.empty((X.shape[0], P.shape[1]))
+    for s, b in centred_blocks(X, mean, rows):
+        out[s : s + b.shape[0]] = b @ P
+    return out
+
+
 class ShallowHashMethod(HashMethod):
     deep: ClassVar[bool] = False
     #: Arrays that make up the fitted model (keys of ``self.arrays``), checked on load.
@@ -136,18 +161,24 @@ class ShallowHashMethod(HashMethod):
         if missing:
             raise CmhashError(f"{self.name}: the method is not fitted; call fit() or load a checkpoint first")
 
-    def project(self, inputs, modality: str) -> np.ndarray:
-        """Real-valued projections ``(x - mean) P`` (n x bits), before the sign."""
+    def query_features(self, inputs, modality: str, width_from: str | None = None) -> np.ndarray:
+        """The feature rows to code, once the model is known to be fitted and their width to match
+        the rows of ``self.arrays[width_from]`` (default ``P_<modality>``)."""
         self.check_modality(modality)
         self._check_fitted()
         feats = self.features(inputs, modality)
-        P = self.arrays[f"P_{modality}"]
-        if feats.shape[1] != P.shape[0]:
+        d = self.arrays[width_from or f"P_{modality}"].shape[0]
+        if feats.shape[1] != d:
             raise DataError(
-                f"{self.name}: {modality} features have {feats.shape[1]} dimensions but the model was trained on {P.shape[0]}; "
+                f"{self.name}: {modality} features have {feats.shape[1]} dimensions but the model was trained on {d}; "
                 "use features from the same encoder"
             )
-        return self.centred(feats, modality) @ P
+        return feats
+
+    def project(self, inputs, modality: str) -> np.ndarray:
+        """Real-valued projections ``(x - mean) P`` (n x bits), before the sign."""
+        feats = self.query_features(inputs, modality)
+        return self.centred(feats, modality) @ self.arrays[f"P_{modality}"]
 
     def encode(self, inputs, modality: str) -> np.ndarray:
         """+-1 int8 codes ``sign(project(x))`` (0 maps to +1)."""
@@ -189,4 +220,4 @@ class ShallowHashMethod(HashMethod):
                 )
 
 
-__all__ = ["ShallowHashMethod"]
+__all__ = ["BLOCK_BYTES", "ShallowHashMethod", "block_rows", "blocked_projection", "centred_blocks"]

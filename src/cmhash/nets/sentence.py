@@ -1,6 +1,6 @@
 """Networks over word sequences (DVSH): a sentence hashing net and the visual-semantic fusion net.
 
-Both read right-padded word ids and their true lengths (:mod:`cmhash.data.sequences`: PAD = 0,
+Both read right-padded word ids and their true lengths (:mod:`cmhash.data.tokens`: PAD = 0,
 UNK = 1), embed them with a table that may be initialised from GloVe, run an LSTM over the
 packed sequence (padding never reaches the recurrence) and **mean-pool** the step outputs over
 the true length (our choice; the last state is ``pool="last"``).
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from cmhash.data.sequences import PAD, pack
+from cmhash.data.tokens import PAD, pack
 
 POOLS = ("mean", "last")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from cmhash.data.tokens import PAD, pack
 from cmhash.errors import CmhashError
 
 RNNS = {"gru": nn.GRU, "lstm": nn.LSTM}
@@ -19,7 +20,7 @@ RNNS = {"gru": nn.GRU, "lstm": nn.LSTM}
 class TokenEncoder(nn.Module):
     """Embedding + recurrent layer; ``forward(ids, lengths) -> (b, hidden)`` final states."""
 
-    def __init__(self, vocab_size: int, embed_dim: int = 128, hidden: int = 256, cell: str = "gru", pad_id: int = 0):
+    def __init__(self, vocab_size: int, embed_dim: int = 128, hidden: int = 256, cell: str = "gru", pad_id: int = PAD):
         super().__init__()
         if cell not in RNNS:
             raise CmhashError(f"cell must be one of {', '.join(RNNS)}, got '{cell}'")
@@ -35,7 +36,7 @@ class TokenEncoder(nn.Module):
             return out
         keep = nonempty.nonzero().squeeze(1)
         emb = self.embed(ids.index_select(0, keep))
-        packed = nn.utils.rnn.pack_padded_sequence(emb, lengths.index_select(0, keep).cpu(), batch_first=True, enforce_sorted=False)
+        packed = pack(emb, lengths.index_select(0, keep))
         _, state = self.rnn(packed)
         h = state[0] if isinstance(state, tuple) else state  # LSTM: (h, c)
         return out.index_copy(0, keep, h[-1])

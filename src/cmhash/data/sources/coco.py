@@ -29,17 +29,16 @@ import numpy as np
 
 from cmhash.data import SOURCES
 from cmhash.data.dataset import LoadReport, PairedDataset
-from cmhash.data.images import FileImageStore
 from cmhash.data.sources._common import (
     ImageChecker,
-    as_bool,
+    SourceOptions,
     as_list,
+    assemble,
     check_options,
     choice,
-    featurize_texts,
+    common_options,
     finish_report,
     strict_row_error,
-    text_meta,
 )
 from cmhash.errors import DataError, MissingFileError
 
@@ -101,6 +100,7 @@ def _images_and_labels(subset: str, ann_dir: Path, caps: dict, categories: dict[
 
 
 @SOURCES.register("coco")
+@common_options(check_images="open", keep_unlabeled=False, text_features=None, min_count=5, vocabulary=None)
 def load_coco(
     root,
     *,
@@ -108,17 +108,12 @@ def load_coco(
     subsets: str | None = None,
     images_dir: str | None = None,
     captions: str = "all",
-    check_images: str = "open",
-    keep_unlabeled=False,
-    text_features: str | None = None,
-    min_count: int = 5,
-    vocabulary: str | None = None,
+    opts: SourceOptions,
     **unused,
 ) -> PairedDataset:
     """MS-COCO: captions_*.json + instances_*.json + image folders; one pair per caption, 80 labels."""
     check_options("coco", load_coco, unused)
     root = Path(root)
-    keep_unlabeled = as_bool(keep_unlabeled, "keep_unlabeled")
     mode = choice(captions, "captions", ("all", "first"))
     wanted = as_list(subsets)
     ann_dir = _annotation_dir(root, wanted)
@@ -147,7 +142,7 @@ def load_coco(
                     firsts.append(a)
             anns = firsts
         report.n_listed += len(anns)
-        checker = ImageChecker("coco", report, strict=strict, check=check_images, total=len(files))
+        checker = ImageChecker("coco", report, strict=strict, check=opts.check_images, total=len(files))
         try:
             for image_id, cap_id, k, caption in anns:
                 rid = f"{subset}/{image_id}#{cap_id}"
@@ -162,7 +157,7 @@ def load_coco(
                     report.drop(r, rid, "no_text", f"{where}: empty caption")
                     continue
                 labs = labels.get(image_id, set())
-                if not labs and not keep_unlabeled:
+                if not labs and not opts.keep_unlabeled:
                     if strict:
                         raise strict_row_error("coco", f"{cap_path}, annotations[{k}]", f"image {files[image_id]} has no instance annotation (no labels)")
                     report.drop(r, rid, "no_labels", f"{where}: image {files[image_id]} has no instance")
@@ -184,19 +179,10 @@ def load_coco(
         label_matrix[i, labs] = 1
     sub_arr = np.asarray(subset_of, dtype=str)
     official = {s: np.flatnonzero(sub_arr == s) for s in wanted}
-    feats, vocab = featurize_texts(texts, np.arange(len(texts)), text_features, min_count=min_count, vocabulary=vocabulary, kind="sentence")
-    meta = text_meta({"source": "coco", "root": str(root), "annotations": str(ann_dir), "subsets": wanted, "captions": mode}, text_features, vocab)
-    return PairedDataset(
-        name="coco",
-        ids=ids,
-        images=FileImageStore(paths),
-        texts=texts,
-        text_kind="sentence",
-        text_features=feats,
-        labels=label_matrix,
-        label_names=[name for _, name in cat_list],
-        groups=np.asarray(groups, dtype=str),
+    meta = {"source": "coco", "root": str(root), "annotations": str(ann_dir), "subsets": wanted, "captions": mode}
+    # text features over the kept captions (texts_all = the kept ones), as this reader always did
+    return assemble(
+        "coco", opts=opts, ids=ids, paths=paths, texts_all=texts, kept=np.arange(len(texts)), text_kind="sentence", meta=meta,
+        report=report, labels=label_matrix, label_names=[name for _, name in cat_list], groups=np.asarray(groups, dtype=str),
         official_splits=official,
-        report=report,
-        meta=meta,
     )

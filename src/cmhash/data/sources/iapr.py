@@ -47,18 +47,17 @@ import numpy as np
 
 from cmhash.data import SOURCES
 from cmhash.data.dataset import LoadReport, PairedDataset
-from cmhash.data.images import FileImageStore
 from cmhash.data.sources._common import (
     ImageChecker,
-    as_bool,
+    SourceOptions,
+    assemble,
     check_options,
     choice,
-    featurize_texts,
+    common_options,
     find_first,
     finish_report,
     read_lines,
     strict_row_error,
-    text_meta,
 )
 from cmhash.errors import DataError
 
@@ -123,6 +122,7 @@ def read_label_lists(path: Path, fmt: str, names: dict[str, str]) -> dict[str, s
 
 
 @SOURCES.register("iapr")
+@common_options(check_images="open", keep_unlabeled=False, text_features=None, min_count=5, vocabulary=None)
 def load_iapr(
     root,
     *,
@@ -133,17 +133,12 @@ def load_iapr(
     labels_format: str = "image",
     label_names: str | None = None,
     text_field: str = "description",
-    check_images: str = "open",
-    keep_unlabeled=False,
-    text_features: str | None = None,
-    min_count: int = 5,
-    vocabulary: str | None = None,
+    opts: SourceOptions,
     **unused,
 ) -> PairedDataset:
     """IAPR TC-12: .eng annotation files (sentence descriptions) + images + optional label lists."""
     check_options("iapr", load_iapr, unused)
     root = Path(root)
-    keep_unlabeled = as_bool(keep_unlabeled, "keep_unlabeled")
     field = choice(text_field, "text_field", TEXT_FIELDS)
     lfmt = choice(labels_format, "labels_format", ("image", "regions"))
     ann_dir = find_first(root, ANNOTATION_DIRS, "annotation folder (.eng files)", annotations, kind="dir")
@@ -156,7 +151,7 @@ def load_iapr(
     img_dir = None if images_dir is None else find_first(root, (), "image folder", images_dir, kind="dir")
 
     report = LoadReport("iapr", n_listed=len(files))
-    checker = ImageChecker("iapr", report, strict=strict, check=check_images, total=len(files))
+    checker = ImageChecker("iapr", report, strict=strict, check=opts.check_images, total=len(files))
     keep_ids, texts, paths, seen = [], [], [], set()
     try:
         for row, path in enumerate(files):
@@ -179,7 +174,7 @@ def load_iapr(
             if not text.strip(" ;."):
                 report.drop(row, pid, "no_text", f"{rel}: empty {field}")
                 continue
-            if label_sets is not None and not keep_unlabeled and not label_sets.get(pid):
+            if label_sets is not None and not opts.keep_unlabeled and not label_sets.get(pid):
                 report.drop(row, pid, "no_labels", f"{rel}: image {pid} has no label in {label_path.name}")
                 continue
             sub = Path(path.relative_to(ann_dir)).parent
@@ -210,21 +205,9 @@ def load_iapr(
             report.notes.append(f"{label_path.name}: {unknown} image ids have no .eng file")
     else:
         report.notes.append("no label file (labels.txt): no labels, pair identity only; pass labels=FILE")
-    feats, vocab = featurize_texts(texts, np.arange(len(texts)), text_features, min_count=min_count, vocabulary=vocabulary, kind="sentence")
-    meta = text_meta(
-        {"source": "iapr", "root": str(root), "annotations": str(ann_dir), "labels": None if label_path is None else str(label_path), "text_field": field},
-        text_features,
-        vocab,
-    )
-    return PairedDataset(
-        name="iapr",
-        ids=keep_ids,
-        images=FileImageStore(paths),
-        texts=texts,
-        text_kind="sentence",
-        text_features=feats,
-        labels=label_matrix,
-        label_names=names,
-        report=report,
-        meta=meta,
+    meta = {"source": "iapr", "root": str(root), "annotations": str(ann_dir), "labels": None if label_path is None else str(label_path), "text_field": field}
+    # text features over the kept descriptions (texts_all = the kept ones), as this reader always did
+    return assemble(
+        "iapr", opts=opts, ids=keep_ids, paths=paths, texts_all=texts, kept=np.arange(len(texts)), text_kind="sentence", meta=meta,
+        report=report, labels=label_matrix, label_names=names,
     )
