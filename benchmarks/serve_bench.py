@@ -6,7 +6,8 @@ texts and pictures, so Hamming scans cost what they would on a real collection o
 Starts `cmhash serve` on 127.0.0.1 in its own process, then runs, for text queries and then for
 image queries, N closed-loop clients (each sends its next request when the previous answer
 arrives) for --duration seconds or until --max-requests answers, and prints requests/s, p50/p99
-latency and errors. Only loopback is ever contacted.
+latency, errors, and the CPU per answered request of the server and of the load generator (which
+shares the machine's cores). Only loopback is ever contacted. Figures: docs/serve.md.
 
 Target on the 2-core development machine: 0 errors and p99 < 50 ms for text queries on a
 100k-item index at 64 bits with 16 concurrent clients.
