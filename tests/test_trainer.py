@@ -310,6 +310,8 @@ def test_a_shortened_schedule_is_its_own_variant_and_reported_as_the_method(tmp_
     assert R.table_pairs(rows, "wiki") == [("djsrh", "e10"), ("jdsh", "jdsh")]  # jdsh has its full schedule: e10 is a variant
     md = R.table1_markdown(rows, "wiki", ref)
     assert "| DJSRH [e10] | 0,1 | 0.200 ± 0.000 / - / 0.388 |" in md and "JDSH [e10]" not in md
+    assert R.variant_description("jdsh", "e10", {}) == "(the method's own settings), 10 epochs"
+    assert R.variant_description("jdsh", "e10-no-dsdw", {"no-dsdw": "no DSDW"}) == "no DSDW, 10 epochs"
 
 
 def test_map_over_the_whole_ranking_and_recall_tables_come_from_the_recorded_metrics():
