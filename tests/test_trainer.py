@@ -327,6 +327,11 @@ def test_map_over_the_whole_ranking_and_recall_tables_come_from_the_recorded_met
     md = R.metric_markdown(rows, "wiki", "recall@10")
     assert "| DVSH | 0 | 0.080 | 0.070 |" in md and "| DVSH (real-valued) | 0 | 0.120 | 0.110 |" in md
     assert R.metric_markdown(rows, "wiki", "recall@5") == ""
+    from cmhash.experiments.report import dataset_section
+
+    recall_rows = [dict(rows[-1], dataset="flickr8k", protocol={"metric": "Recall@10 (pair identity: same image)"}, curves=None)]
+    section = dataset_section(1, "flickr8k", recall_rows, [], None, None, [0])
+    assert "Recall@10" in section and "mAP@50: ours" not in section  # no mAP table filled with recalls
     m = {"i2t": {"map@50": 0.5, "map@all": 0.4, "n_queries": 3}, "t2i": {"map@all": 0.3}, "real_valued": {"i2t": {"recall@1": 0.1}}}
     assert R._extra_metrics(m) == {"i2t map@all": 0.4, "t2i map@all": 0.3, "real i2t recall@1": 0.1}
 
