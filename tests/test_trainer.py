@@ -329,7 +329,8 @@ def test_map_over_the_whole_ranking_and_recall_tables_come_from_the_recorded_met
     assert R.metric_markdown(rows, "wiki", "recall@5") == ""
     from cmhash.experiments.report import dataset_section
 
-    recall_rows = [dict(rows[-1], dataset="flickr8k", protocol={"metric": "Recall@10 (pair identity: same image)"}, curves=None)]
+    timing = dict(seconds=1.0, train_seconds=1.0, seconds_per_epoch=0.5, seconds_per_epoch_median=0.5, epochs=2)
+    recall_rows = [dict(rows[-1], dataset="flickr8k", protocol={"metric": "Recall@10 (pair identity: same image)"}, curves=None, **timing)]
     section = dataset_section(1, "flickr8k", recall_rows, [], None, None, [0])
     assert "Recall@10" in section and "mAP@50: ours" not in section  # no mAP table filled with recalls
     m = {"i2t": {"map@50": 0.5, "map@all": 0.4, "n_queries": 3}, "t2i": {"map@all": 0.3}, "real_valued": {"i2t": {"recall@1": 0.1}}}
