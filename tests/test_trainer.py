@@ -310,6 +310,8 @@ def test_a_shortened_schedule_is_its_own_variant_and_reported_as_the_method(tmp_
     assert R.table_pairs(rows, "wiki") == [("djsrh", "e10"), ("jdsh", "jdsh")]  # jdsh has its full schedule: e10 is a variant
     md = R.table1_markdown(rows, "wiki", ref)
     assert "| DJSRH [e10] | 0,1 | 0.200 ± 0.000 / - / 0.388 |" in md and "JDSH [e10]" not in md
+    assert R.variant_description("jdsh", "e10", {}) == "(the method's own settings), 10 epochs"
+    assert R.variant_description("jdsh", "e10-no-dsdw", {"no-dsdw": "no DSDW"}) == "no DSDW, 10 epochs"
 
 
 def test_map_over_the_whole_ranking_and_recall_tables_come_from_the_recorded_metrics():
@@ -325,6 +327,12 @@ def test_map_over_the_whole_ranking_and_recall_tables_come_from_the_recorded_met
     md = R.metric_markdown(rows, "wiki", "recall@10")
     assert "| DVSH | 0 | 0.080 | 0.070 |" in md and "| DVSH (real-valued) | 0 | 0.120 | 0.110 |" in md
     assert R.metric_markdown(rows, "wiki", "recall@5") == ""
+    from cmhash.experiments.report import dataset_section
+
+    timing = dict(seconds=1.0, train_seconds=1.0, seconds_per_epoch=0.5, seconds_per_epoch_median=0.5, epochs=2)
+    recall_rows = [dict(rows[-1], dataset="flickr8k", protocol={"metric": "Recall@10 (pair identity: same image)"}, curves=None, **timing)]
+    section = dataset_section(1, "flickr8k", recall_rows, [], None, None, [0])
+    assert "Recall@10" in section and "mAP@50: ours" not in section  # no mAP table filled with recalls
     m = {"i2t": {"map@50": 0.5, "map@all": 0.4, "n_queries": 3}, "t2i": {"map@all": 0.3}, "real_valued": {"i2t": {"recall@1": 0.1}}}
     assert R._extra_metrics(m) == {"i2t map@all": 0.4, "t2i map@all": 0.3, "real i2t recall@1": 0.1}
 

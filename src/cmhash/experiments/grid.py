@@ -584,7 +584,7 @@ def ablation_markdown(rows, dataset: str, method: str, ref_dir: Path | None = No
     head += [f"paper {b} I→T / T→I" for b in paper_bits]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for v in variants:
-        cells = [v.upper(), desc.get(v, "(the method's own settings)" if v == method else "")]
+        cells = [v.upper(), variant_description(method, v, desc)]
         for b in bits:
             for task in ("i2t", "t2i"):
                 cells.append(fmt(*mean_std([r[task] for r in mine if r["variant"] == v and r["bits"] == b])))
@@ -599,6 +599,13 @@ def ablation_markdown(rows, dataset: str, method: str, ref_dir: Path | None = No
         "for the direction of each effect only."
     )
     return "\n".join(lines) + "\n\n" + caption + "\n"
+
+
+def variant_description(method: str, name: str, desc: dict[str, str]) -> str:
+    """What a variant folder holds: its variants-file description, with the schedule when shortened (``e10-x``)."""
+    variant, epochs = split_schedule(method, name)
+    text = "(the method's own settings)" if variant == method else desc.get(variant, "")
+    return text if epochs is None else f"{text}, {epochs} epochs".lstrip(", ")
 
 
 def paired_effect(rows, dataset: str, with_variant: str, without_variant: str, method: str) -> list[dict[str, Any]]:
