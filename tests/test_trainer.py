@@ -314,6 +314,18 @@ def test_a_shortened_schedule_is_its_own_variant_and_reported_as_the_method(tmp_
     assert R.variant_description("jdsh", "e10-no-dsdw", {"no-dsdw": "no DSDW"}) == "no DSDW, 10 epochs"
 
 
+def test_methods_are_compared_with_cmfh_paired_by_seed():
+    from cmhash.experiments import grid as R
+
+    rows = [dict(method="cmfh", variant="cmfh", dataset="mirflickr", bits=b, seed=s, i2t=0.80, t2i=0.70) for b in (16, 32) for s in (0, 1)]
+    rows += [dict(method="kdh", variant="kdh", dataset="mirflickr", bits=16, seed=s, i2t=0.82 - 0.03 * s, t2i=0.75) for s in (0, 1)]
+    rows += [dict(method="kdh", variant="kdh", dataset="mirflickr", bits=32, seed=0, i2t=0.85, t2i=0.72)]
+    rows += [dict(method="kdh", variant="kdh", dataset="mirflickr", bits=64, seed=0, i2t=0.9, t2i=0.9)]  # no CMFH at 64: ignored
+    md = R.paired_against_markdown(rows, "mirflickr", "cmfh")
+    assert "| KDH | +0.005 / +0.050 (1/2, 2/2) ✓ | +0.050 / +0.020 (1/1, 1/1) ✓ | 2 of 2 |" in md
+    assert R.paired_against_markdown(rows, "wiki", "cmfh") == ""
+
+
 def test_map_over_the_whole_ranking_and_recall_tables_come_from_the_recorded_metrics():
     from cmhash.experiments import grid as R
 
