@@ -6,7 +6,8 @@ texts and pictures, so Hamming scans cost what they would on a real collection o
 Starts `cmhash serve` on 127.0.0.1 in its own process, then runs, for text queries and then for
 image queries, N closed-loop clients (each sends its next request when the previous answer
 arrives) for --duration seconds or until --max-requests answers, and prints requests/s, p50/p99
-latency and errors. Only loopback is ever contacted.
+latency, errors, and the CPU per answered request of the server and of the load generator (which
+shares the machine's cores). Only loopback is ever contacted. Figures: docs/serve.md.
 
 Target on the 2-core development machine: 0 errors and p99 < 50 ms for text queries on a
 100k-item index at 64 bits with 16 concurrent clients.
@@ -95,6 +96,27 @@ class _Conn:
         if self.writer is not None:
             self.writer.close()
         self.reader = self.writer = None
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process (Linux /proc), or None where that cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def measured(pid: int, run) -> dict:
+    """``run()``'s result with the CPU it cost per answered request: the server's (its process) and the
+    load generator's (this process), so a reader can see that the clients did not starve the server."""
+    s0, c0 = process_cpu_seconds(pid), time.process_time()
+    r = run()
+    s1, c1 = process_cpu_seconds(pid), time.process_time()
+    n = max(1, r["ok"])
+    r["server_cpu_ms_per_request"] = None if s0 is None or s1 is None else round((s1 - s0) / n * 1000, 3)
+    r["client_cpu_ms_per_request"] = round((c1 - c0) / n * 1000, 3)
+    return r
 
 
 def get_request(host: str, path: str) -> bytes:
@@ -207,16 +229,17 @@ def main(argv=None) -> int:
         # warm-up (model load, allocator) is not measured
         asyncio.run(_load(port, text_req, 2, 2.0, 200))
         before = httpx.get(url + "/health").json().get("text_batches", {})
-        results["text"] = asyncio.run(_load(port, text_req, args.clients, args.duration, args.max_requests))
+        results["text"] = measured(server.pid, lambda: asyncio.run(_load(port, text_req, args.clients, args.duration, args.max_requests)))
         after = httpx.get(url + "/health").json().get("text_batches", {}) if before else {}
         if after:
             n_b = after["batches"] - before["batches"]
             results["text"]["mean_batch"] = round((after["queries"] - before["queries"]) / max(1, n_b), 2)
         if image_bytes:
             asyncio.run(_load(port, image_req, 2, 2.0, 10))
-            results["image"] = asyncio.run(_load(port, image_req, args.image_clients or args.clients, args.duration, args.max_requests))
+            results["image"] = measured(server.pid, lambda: asyncio.run(_load(port, image_req, args.image_clients or args.clients, args.duration, args.max_requests)))
         else:
             results["image"] = "skipped: the model has no image encoder or the collection has no image files"
+        results["load_average_after"] = os.getloadavg()
     finally:
         server.terminate()
         try:
@@ -226,17 +249,19 @@ def main(argv=None) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
+    la0, la1 = results["load_average_before"], results.get("load_average_after", (float("nan"),) * 3)
     print(f"cmhash serve on loopback: {count:,} items, {bits} bits, k={args.k}, "
-          f"{os.cpu_count()} cores, load average before {results['load_average_before'][0]:.1f}")
-    print("| queries | clients | requests | req/s | p50 ms | p99 ms | max ms | errors |")
-    print("|---|---|---|---|---|---|---|---|")
+          f"{os.cpu_count()} cores, load average (1 min) before {la0[0]:.1f}, after {la1[0]:.1f}")
+    print("| queries | clients | requests | req/s | p50 ms | p99 ms | max ms | errors | server CPU ms/req | client CPU ms/req |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for kind in ("text", "image"):
         r = results[kind]
         if isinstance(r, str):
-            print(f"| {kind} | - | - | - | - | - | - | {r} |")
+            print(f"| {kind} | - | - | - | - | - | - | {r} | - | - |")
             continue
         n = args.clients if kind == "text" else (args.image_clients or args.clients)
-        print(f"| {kind} | {n} | {r['requests']} | {r['requests_per_s']} | {r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} | {r['errors']} {r['error_kinds'] or ''} |")
+        print(f"| {kind} | {n} | {r['requests']} | {r['requests_per_s']} | {r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} | "
+              f"{r['errors']} {r['error_kinds'] or ''} | {r['server_cpu_ms_per_request']} | {r['client_cpu_ms_per_request']} |")
     t = results["text"]
     print(f"text queries per model batch (dynamic batching): {t.get('mean_batch')}")
     met = t["errors"] == 0 and t["p99_ms"] is not None and t["p99_ms"] < 50

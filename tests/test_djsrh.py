@@ -153,6 +153,33 @@ def test_sparse_aware_linear_equals_dense_linear_in_output_and_gradients(mode):
     torch.testing.assert_close(sparse(xd), dense(xd))
 
 
+def test_sparse_aware_linear_inference_uses_a_transposed_copy_that_follows_weight_updates():
+    torch.manual_seed(1)
+    sparse = SparseAwareLinear(200, 50)
+    dense = torch.nn.Linear(200, 50)
+    x = (torch.rand(8, 200) < 0.02).float()
+    for ctx in (torch.no_grad, torch.inference_mode):
+        dense.load_state_dict(sparse.state_dict())
+        with ctx():
+            torch.testing.assert_close(sparse(x), dense(x), rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(sparse(x[:1]), dense(x[:1]), rtol=1e-5, atol=1e-6)
+        assert sparse._weight_t is not None and sparse._weight_t.shape == (200, 50)
+        # an optimiser step changes the weight in place: the copy must not serve stale weights
+        opt = torch.optim.SGD(sparse.parameters(), lr=0.5)
+        sparse((torch.rand(16, 200) < 0.02).float()).pow(2).sum().backward()
+        opt.step()
+        assert sparse._weight_t is None  # the training pass dropped it
+        with torch.no_grad():
+            sparse.weight.add_(0.25)  # an in-place change without a training pass
+        dense.load_state_dict(sparse.state_dict())
+        with ctx():
+            torch.testing.assert_close(sparse(x), dense(x), rtol=1e-5, atol=1e-6)
+    sparse.load_state_dict(torch.nn.Linear(200, 50).state_dict())  # a restored checkpoint
+    dense.load_state_dict(sparse.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(sparse(x), dense(x), rtol=1e-5, atol=1e-6)
+
+
 def test_mlp_hash_net_shapes_and_default_init_matches_the_official_uniform_bound():
     net = MLPHashNet(1386, 64)
     assert net(torch.zeros(3, 1386)).shape == (3, 64)
@@ -234,6 +261,24 @@ def test_djsrh_learns_cross_modal_codes_on_clustered_data():
     i2t, t2i = _map(m, ds)
     assert i2t > 0.8 and t2i > 0.8, (i2t, t2i)  # random codes give ~0.25-0.3 with 4 classes
     assert len(m.history) == 12 and m.history[-1]["loss"] < m.history[0]["loss"]
+
+
+def test_hash_outputs_run_in_eval_mode_and_leave_every_module_in_the_mode_it_found():
+    ds = clustered(n=40)
+    m = _built(ds)
+    m.nets.train()
+    seen = []
+    hook = m.nets["text"].fc1.register_forward_hook(lambda mod, i, o: seen.append(mod.training))
+    h_train_mode = m.hash_outputs(ds.text_features, "text")
+    assert seen == [False] and all(x.training for x in m.nets.modules())  # evaluated in eval mode, restored
+    m.nets.eval()
+    h_eval_mode = m.hash_outputs(ds.text_features, "text")
+    assert seen == [False, False] and not any(x.training for x in m.nets.modules())  # nothing switched back on
+    np.testing.assert_array_equal(h_train_mode, h_eval_mode)
+    m.nets["text"].fc2.train()  # a mixed state is evaluated in eval mode and left as the top level says
+    m.hash_outputs(ds.text_features, "text")
+    assert seen[-1] is False and not any(x.training for x in m.nets.modules())
+    hook.remove()
 
 
 def test_encode_is_sign_of_h_with_zero_mapped_to_plus_one_and_checks_dims():

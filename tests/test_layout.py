@@ -160,3 +160,73 @@ def test_the_checker_sees_upward_and_cyclic_imports(tmp_path):
     deps = imports_of("cmhash.methods.x", tmp_path / "x.py", modules)
     assert "cmhash.experiments.run" in deps and "cmhash.methods" in deps
     assert layer_of("cmhash.experiments.run") == "experiments" and layer_of("cmhash.errors") == "core"
+
+
+# ------------------------------------------------------------------ imports by name (importlib)
+# Registries and the package root's facade import modules from a string (importlib), which no
+# import statement shows: ``cmhash.load`` lives in inference/, ``cmhash.open_index`` in index/,
+# yet ``cmhash/__init__.py`` is core. Strings that name a cmhash module are checked here too.
+FACADE = "cmhash"  # the root: core for what it defines (__version__), the user's entry point for _API
+
+
+def named_modules(path: Path, modules: dict[str, Path]) -> set[str]:
+    """cmhash modules named by a whole string constant in the file (a lazy, importlib-style import)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    return {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value in modules and n.value != FACADE}
+
+
+def facade_uses(path: Path) -> list[str]:
+    """Places where a module reaches a facade name (``cmhash.load``...) through the package root."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    out = []
+    for n in ast.walk(tree):
+        if isinstance(n, ast.ImportFrom) and n.module == FACADE and not n.level:
+            out += [f"line {n.lineno}: from cmhash import {a.name}" for a in n.names if a.name in cmhash._API]
+        elif isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == FACADE and n.attr in cmhash._API:
+            out.append(f"line {n.lineno}: cmhash.{n.attr}")
+    return out
+
+
+def test_modules_named_for_lazy_import_respect_the_layers_too():
+    rank = {name: i for i, name in enumerate(LAYERS)}
+    modules = all_modules()
+    bad = []
+    for mod, path in modules.items():
+        if mod == FACADE:
+            continue  # checked below: it only re-exports, lazily, and nothing inside cmhash goes through it
+        for dep in named_modules(path, modules):
+            if rank[layer_of(dep)] > rank[layer_of(mod)]:
+                bad.append(f"{mod} ({layer_of(mod)}) names {dep} ({layer_of(dep)}) for import")
+    assert not bad, "upward imports by name:\n" + "\n".join(sorted(bad))
+
+
+def test_the_package_root_is_a_lazy_facade_no_cmhash_module_goes_through():
+    import importlib
+    import sys
+
+    modules = all_modules()
+    root = modules[FACADE]
+    assert named_modules(root, modules) == set(cmhash._API.values())  # everything it names is in _API
+    root_deps = imports_of(FACADE, root, modules)
+    assert all(layer_of(d) == "core" for d in root_deps), root_deps  # statically it stays at the bottom
+    for name, mod in cmhash._API.items():  # each name is where the facade says
+        assert hasattr(importlib.import_module(mod), name), f"cmhash.{name}: {mod} has no {name}"
+    bad = [f"{m}: {use}" for m, p in modules.items() if m != FACADE for use in facade_uses(p)]
+    assert not bad, "modules inside cmhash must import from the defining module, not the facade:\n" + "\n".join(bad)
+    # and `import cmhash` stays cheap: the facade imports nothing heavy until a name is used
+    code = "import sys, cmhash; print(sorted(m for m in ('torch', 'faiss', 'cmhash.inference.model', 'cmhash.index.search') if m in sys.modules))"
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env={**__import__("os").environ, "PYTHONPATH": str(SRC.parent)})
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_the_name_checker_sees_lazy_imports_and_facade_uses(tmp_path):
+    modules = {"cmhash.data.x": tmp_path / "x.py", "cmhash.index.search": tmp_path / "s.py"}
+    (tmp_path / "x.py").write_text(
+        "import importlib, cmhash\nfrom cmhash import open_index\n"
+        "def f():\n    return importlib.import_module('cmhash.index.search'), cmhash.load('run')\n"
+    )
+    assert named_modules(tmp_path / "x.py", modules) == {"cmhash.index.search"}
+    uses = facade_uses(tmp_path / "x.py")
+    assert any("from cmhash import open_index" in u for u in uses) and any("cmhash.load" in u for u in uses)

@@ -103,6 +103,29 @@ def test_an_index_refuses_a_retrained_checkpoint(tagged, tmp_path, capsys):
     assert "Rebuild the index" in capsys.readouterr().err
 
 
+def test_an_open_index_notices_a_retrain_after_it_has_answered(tagged, tmp_path):
+    """The query model's check is skipped while the checkpoint file is unchanged, never after it changed."""
+    _, run, _ = tagged
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    own = tmp_path / "own.idx"
+    assert cli(["index", "build", "--checkpoint", str(copy), "--backend", "numpy", "--out", str(own)]) == 0
+    index = cmhash.open_index(own)
+    first = index.search_text("dog", k=3)
+    assert [h.id for h in index.search_text("dog", k=3)] == [h.id for h in first]
+    model = index.model
+    assert np.array_equal(model.encode_read_texts([model.read_text("dog, beach")]), model.encode_text("dog beach"))
+    assert index.read_text("Dog xyzzy") == model.read_text("Dog xyzzy") == "dog"
+    assert not any(m.training for m in model.checkpoint.method.nets.modules())  # an encode-only model stays in eval mode
+    ck = torch.load(copy / "checkpoint.pt", weights_only=False)
+    ck["meta"] = dict(ck.get("meta") or {}, retrained=True)  # same size class, new content
+    torch.save(ck, copy / "checkpoint.pt")
+    with pytest.raises(DataError, match="sha256 .*retrained or replaced"):
+        index.search_text("dog", k=3)
+    with pytest.raises(DataError, match="retrained or replaced"):  # and keeps refusing
+        index.model
+
+
 @pytest.fixture(scope="module")
 def captions(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("f8k")

@@ -310,6 +310,20 @@ def test_a_shortened_schedule_is_its_own_variant_and_reported_as_the_method(tmp_
     assert R.table_pairs(rows, "wiki") == [("djsrh", "e10"), ("jdsh", "jdsh")]  # jdsh has its full schedule: e10 is a variant
     md = R.table1_markdown(rows, "wiki", ref)
     assert "| DJSRH [e10] | 0,1 | 0.200 ± 0.000 / - / 0.388 |" in md and "JDSH [e10]" not in md
+    assert R.variant_description("jdsh", "e10", {}) == "(the method's own settings), 10 epochs"
+    assert R.variant_description("jdsh", "e10-no-dsdw", {"no-dsdw": "no DSDW"}) == "no DSDW, 10 epochs"
+
+
+def test_methods_are_compared_with_cmfh_paired_by_seed():
+    from cmhash.experiments import grid as R
+
+    rows = [dict(method="cmfh", variant="cmfh", dataset="mirflickr", bits=b, seed=s, i2t=0.80, t2i=0.70) for b in (16, 32) for s in (0, 1)]
+    rows += [dict(method="kdh", variant="kdh", dataset="mirflickr", bits=16, seed=s, i2t=0.82 - 0.03 * s, t2i=0.75) for s in (0, 1)]
+    rows += [dict(method="kdh", variant="kdh", dataset="mirflickr", bits=32, seed=0, i2t=0.85, t2i=0.72)]
+    rows += [dict(method="kdh", variant="kdh", dataset="mirflickr", bits=64, seed=0, i2t=0.9, t2i=0.9)]  # no CMFH at 64: ignored
+    md = R.paired_against_markdown(rows, "mirflickr", "cmfh")
+    assert "| KDH | +0.005 / +0.050 (1/2, 2/2) ✓ | +0.050 / +0.020 (1/1, 1/1) ✓ | 2 of 2 |" in md
+    assert R.paired_against_markdown(rows, "wiki", "cmfh") == ""
 
 
 def test_map_over_the_whole_ranking_and_recall_tables_come_from_the_recorded_metrics():
@@ -325,6 +339,12 @@ def test_map_over_the_whole_ranking_and_recall_tables_come_from_the_recorded_met
     md = R.metric_markdown(rows, "wiki", "recall@10")
     assert "| DVSH | 0 | 0.080 | 0.070 |" in md and "| DVSH (real-valued) | 0 | 0.120 | 0.110 |" in md
     assert R.metric_markdown(rows, "wiki", "recall@5") == ""
+    from cmhash.experiments.report import dataset_section
+
+    timing = dict(seconds=1.0, train_seconds=1.0, seconds_per_epoch=0.5, seconds_per_epoch_median=0.5, epochs=2)
+    recall_rows = [dict(rows[-1], dataset="flickr8k", protocol={"metric": "Recall@10 (pair identity: same image)"}, curves=None, **timing)]
+    section = dataset_section(1, "flickr8k", recall_rows, [], None, None, [0])
+    assert "Recall@10" in section and "mAP@50: ours" not in section  # no mAP table filled with recalls
     m = {"i2t": {"map@50": 0.5, "map@all": 0.4, "n_queries": 3}, "t2i": {"map@all": 0.3}, "real_valued": {"i2t": {"recall@1": 0.1}}}
     assert R._extra_metrics(m) == {"i2t map@all": 0.4, "t2i map@all": 0.3, "real i2t recall@1": 0.1}
 

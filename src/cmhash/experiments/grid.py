@@ -591,7 +591,7 @@ def ablation_markdown(rows, dataset: str, method: str, ref_dir: Path | None = No
     head += [f"paper {b} I→T / T→I" for b in paper_bits]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for v in variants:
-        cells = [v.upper(), desc.get(v, "(the method's own settings)" if v == method else "")]
+        cells = [v.upper(), variant_description(method, v, desc)]
         for b in bits:
             for task in ("i2t", "t2i"):
                 cells.append(fmt(*mean_std([r[task] for r in mine if r["variant"] == v and r["bits"] == b])))
@@ -606,6 +606,47 @@ def ablation_markdown(rows, dataset: str, method: str, ref_dir: Path | None = No
         "for the direction of each effect only."
     )
     return "\n".join(lines) + "\n\n" + caption + "\n"
+
+
+def paired_against_markdown(rows, dataset: str, baseline: str = "cmfh") -> str:
+    """Every main-table method minus ``baseline``, paired by seed (same seed = same split) per code length.
+
+    Cells: ``Δ I→T / Δ T→I`` (mean over the paired seeds) and, in brackets, the seeds won in each
+    direction; a trailing ✓ marks a length where both mean differences are positive.
+    """
+    mine = group(rows, dataset=dataset)
+    base = {(r["bits"], r["seed"]): r for r in mine if (r["method"], r["variant"]) == (baseline, baseline)}
+    if not base:
+        return ""
+    pairs = [p for p in table_pairs(mine) if p != (baseline, baseline)]
+    bits = sorted({b for b, _ in base})
+    lines = ["| method | " + " | ".join(f"{b} bits: Δ I→T / Δ T→I (seeds won)" for b in bits) + " | lengths won both ways |",
+             "|---|" + "---|" * (len(bits) + 1)]  # fmt: skip
+    for method, variant in pairs:
+        rs = {(r["bits"], r["seed"]): r for r in mine if (r["method"], r["variant"]) == (method, variant)}
+        cells, won, tried = [], 0, 0
+        for b in bits:
+            seeds = sorted(s for bb, s in rs if bb == b and (b, s) in base)
+            if not seeds:
+                cells.append("-")
+                continue
+            d = {t: [rs[(b, s)][t] - base[(b, s)][t] for s in seeds] for t in ("i2t", "t2i")}
+            mi, mt = float(np.mean(d["i2t"])), float(np.mean(d["t2i"]))
+            both = mi > 0 and mt > 0
+            tried += 1
+            won += both
+            wins = f"{sum(x > 0 for x in d['i2t'])}/{len(seeds)}, {sum(x > 0 for x in d['t2i'])}/{len(seeds)}"
+            cells.append(f"{mi:+.3f} / {mt:+.3f} ({wins}){' ✓' if both else ''}")
+        if tried:
+            lines.append(f"| {label(method, variant)} | " + " | ".join(cells) + f" | {won} of {tried} |")
+    return "\n".join(lines) + "\n" if len(lines) > 2 else ""
+
+
+def variant_description(method: str, name: str, desc: dict[str, str]) -> str:
+    """What a variant folder holds: its variants-file description, with the schedule when shortened (``e10-x``)."""
+    variant, epochs = split_schedule(method, name)
+    text = "(the method's own settings)" if variant == method else desc.get(variant, "")
+    return text if epochs is None else f"{text}, {epochs} epochs".lstrip(", ")
 
 
 def paired_effect(rows, dataset: str, with_variant: str, without_variant: str, method: str) -> list[dict[str, Any]]:

@@ -106,7 +106,13 @@ def dataset_section(number: int, dataset: str, rows, extra_rows, ref_dir: Path |
     if not mine:
         return ""
     title = DATASET_TITLES.get(dataset, dataset)
-    parts = [f"## {number}. {title}\n", R.table1_markdown(rows, dataset, ref_dir)]
+    parts = [f"## {number}. {title}\n"]
+    if any(str((r.get("protocol") or {}).get("metric", "")).startswith("mAP") or not r.get("protocol") for r in mine):
+        parts.append(R.table1_markdown(rows, dataset, ref_dir))  # pair-identity sets (Flickr8k) have Recall@K tables only
+    paired = R.paired_against_markdown(rows, dataset, "cmfh")
+    if paired:
+        parts.append("Against CMFH (the shallow method to beat), paired by seed (same seed = same split and database), "
+                     "mAP@50 differences:\n\n" + paired)  # fmt: skip
     full = R.metric_markdown(rows, dataset, "map@all")
     if full:
         parts.append("mAP over the whole ranking (mAP@all: AP over every database item, mean over all queries; the protocol "

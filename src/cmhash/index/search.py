@@ -55,6 +55,7 @@ class Index:
         self._model = model if isinstance(model, Model) or model is None else load(model)
         self._model_path = None if isinstance(model, Model) or model is None else model
         self._lock = threading.RLock()
+        self._checked: tuple | None = None  # file signature of the query model at its last passed check
 
     # ------------------------------------------------------------------ model
     @property
@@ -74,10 +75,21 @@ class Index:
                     "cmhash.open_index(PATH, model=RUN) to search by text or image"
                 )
             self._model = load(ckpt)
-        check_query_model(self.info, self._model.path, where=str(self.path or "index"))
-        if self._model.bits != self.index.bits:
-            raise DataError(f"the model makes {self._model.bits}-bit codes but the index holds {self.index.bits}-bit codes")
+        # every query asks: re-hash (a cached lookup, but stat + resolve + is_dir cost ~60 us) only
+        # when the checkpoint file's identity or size/mtime changed since the last passed check
+        signature = _file_signature(self._model.path)
+        if signature is None or signature != self._checked:
+            check_query_model(self.info, self._model.path, where=str(self.path or "index"))
+            if self._model.bits != self.index.bits:
+                raise DataError(f"the model makes {self._model.bits}-bit codes but the index holds {self.index.bits}-bit codes")
+            self._checked = signature
         return self._model
+
+    def read_text(self, text: str) -> str:
+        """The query as the model reads it (:meth:`Model.read_text`), without re-checking the model's file:
+        reading only consults its vocabulary; the content check runs when the query is encoded."""
+        model = self._model if self._model is not None else self.model
+        return model.read_text(text)
 
     # ------------------------------------------------------------------ search
     def search_codes(self, codes, k: int = 10, target: str = "image") -> list[list[Hit]]:
@@ -164,6 +176,15 @@ class Index:
 
     def __repr__(self) -> str:
         return f"<cmhash.Index {self.index!r} file={self.path}>"
+
+
+def _file_signature(path) -> tuple | None:
+    """(device, inode, size, mtime_ns) of a file, or None when it cannot be read."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _hit(h: dict) -> Hit:

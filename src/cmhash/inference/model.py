@@ -37,6 +37,9 @@ class Model:
             raise MissingFileError(f"{path}: no checkpoint there (a run folder from `cmhash train` holds checkpoint.pt)")
         self.sha256 = checkpoint_sha256(self.path)
         self.checkpoint = load_checkpoint(self.path)
+        nets = getattr(self.checkpoint.method, "nets", None)
+        if nets is not None:  # encode-only: eval mode once, rather than switching modes on every call
+            nets.eval()
         self.featurizer = QueryFeaturizer(self.checkpoint)
         self.features = dict(self.checkpoint.meta.get("features") or {})
         self.vocabulary = text_vocabulary(self.features)
@@ -74,7 +77,12 @@ class Model:
         """(n, bits) int8 ±1 codes of raw texts (each checked with :meth:`read_text`)."""
         if isinstance(texts, str):
             texts = [texts]
-        readable = [self.read_text(t) for t in texts]
+        return self.encode_read_texts([self.read_text(t) for t in texts])
+
+    def encode_read_texts(self, readable: Sequence[str]) -> np.ndarray:
+        """(n, bits) codes of texts that :meth:`read_text` already returned (the service reads each
+        query once, when it arrives, and encodes the batch without reading it again)."""
+        readable = list(readable)
         if not readable:
             return np.empty((0, self.bits), dtype=np.int8)
         return self._run(lambda: _as_pm1(self.checkpoint.encode(self.featurizer.text(readable), "text")))

@@ -250,17 +250,21 @@ class DeepHashMethod(HashMethod):
         self._require_built()
         self.check_modality(modality)
         was_training = self.nets.training
-        self.nets.eval()
+        # switching modes walks every module (0.3 ms): a served model, already in eval mode, skips it
+        switch = any(m.training for m in self.nets.modules())
+        if switch:
+            self.nets.eval()
         outs = []
         try:
             with torch.inference_mode():
                 for chunk in self._input_chunks(inputs, modality, batch_size):
                     outs.append(self.hash_output(modality, chunk.to(self.device)).float().cpu())
         finally:
-            self.nets.train(was_training)
+            if switch:
+                self.nets.train(was_training)
         if not outs:
             return np.zeros((0, self.bits), np.float32)
-        return torch.cat(outs).numpy()
+        return (outs[0] if len(outs) == 1 else torch.cat(outs)).numpy()
 
     def encode(self, inputs, modality: str) -> np.ndarray:
         """+-1 int8 codes ``sign(H)`` (zero -> +1). ``inputs``: feature rows, token sequences, or a dataset/image store/PIL list (backbone mode)."""
