@@ -343,7 +343,7 @@ def test_map_over_the_whole_ranking_and_recall_tables_come_from_the_recorded_met
 
     timing = dict(seconds=1.0, train_seconds=1.0, seconds_per_epoch=0.5, seconds_per_epoch_median=0.5, epochs=2)
     recall_rows = [dict(rows[-1], dataset="flickr8k", protocol={"metric": "Recall@10 (pair identity: same image)"}, curves=None, **timing)]
-    section = dataset_section(1, "flickr8k", recall_rows, [], None, None, [0])
+    section = dataset_section(1, "flickr8k", recall_rows, [], None, None, [0], against="cmfh")
     assert "Recall@10" in section and "mAP@50: ours" not in section  # no mAP table filled with recalls
     m = {"i2t": {"map@50": 0.5, "map@all": 0.4, "n_queries": 3}, "t2i": {"map@all": 0.3}, "real_valued": {"i2t": {"recall@1": 0.1}}}
     assert R._extra_metrics(m) == {"i2t map@all": 0.4, "t2i map@all": 0.3, "real i2t recall@1": 0.1}
@@ -635,3 +635,10 @@ def test_a_dataset_default_split_has_its_parameters_for_every_method(monkeypatch
     assert split.sizes()["query"] == 9 and split.sizes()["train"] == 20
     _, split = run_mod.load_run_data("synthetic", options={"n": 60}, split_params={"num_train": 30})  # and --split-param
     assert split.sizes() == {"query": 7, "database": 53, "train": 30}
+
+
+def test_report_against_an_unknown_method_is_refused_with_the_known_ones(tmp_path, capsys):
+    (tmp_path / "runs").mkdir()
+    assert cli(["reproduce", "report", "--out", str(tmp_path / "runs"), "--against", "nosuch"]) == 2
+    err = capsys.readouterr().err
+    assert "nosuch" in err and "cmfh" in err

@@ -32,7 +32,7 @@ examples:
 EPILOG_REPORT = """\
 examples:
   cmhash reproduce report --out runs/table1                       # runs/table1/table1.{md,csv}, <dataset>/curves.png
-  cmhash reproduce report --out runs/table1 --doc docs/results.md --seeds 0,1,2
+  cmhash reproduce report --out runs/table1 --doc docs/results.md --seeds 0,1,2 --against cmfh   # + paired deltas vs CMFH
 """
 EPILOG_BACKFILL = """\
 Runs trained before mAP@all was recorded lack i2t/t2i map@all in metrics.json. For every finished
@@ -85,6 +85,7 @@ def _common(p, dataset_required: bool = True) -> None:
     p.add_argument("--device", type=device_arg, default="auto")
     p.add_argument("--reference", help="folder with the paper's tables and independent_reference.md (default: ../shared/reference)")
     p.add_argument("--report-only", action="store_true", help="do not train; report the runs that exist")
+    p.add_argument("--against", metavar="METHOD", help="also compare every method with this one, paired by seed (e.g. the baseline to beat)")
     p.add_argument("--curve-bits", type=int, help="code length of the precision@top-R plots (default: the longest most methods ran)")
     p.add_argument("--no-progress", action="store_true")
 
@@ -107,6 +108,7 @@ def register(sub) -> None:
     rp.add_argument("--seeds", help="main seeds of the tables (default: every seed found); more seeds show as seed variance")
     rp.add_argument("--reference", help="folder with the paper's tables and independent_reference.md (default: ../shared/reference)")
     rp.add_argument("--curve-bits", type=int, help="code length of the precision@top-R plots")
+    rp.add_argument("--against", metavar="METHOD", help="also compare every method with this one, paired by seed (e.g. the baseline to beat)")
     rp.set_defaults(func=run_report)
     b = add_parser(s, "backfill", help="add map@all to older runs from their checkpoints (checked against mAP@50)", description=__doc__, epilog=EPILOG_BACKFILL)
     b.add_argument("--out", default="runs", help="root folder of the runs (OUT/<dataset>/<method>/<variant>/<bits>bits/seed<k>)")
@@ -229,7 +231,13 @@ def _report(args, root) -> int:
 
     main = _seeds(args.seeds) if getattr(args, "seeds", None) else None
     doc = getattr(args, "doc", None)
-    res = write_report(root, R.require_reference(args.reference), doc=doc, curve_bits=args.curve_bits, main_seeds=main, command=_command())
+    against = getattr(args, "against", None)
+    if against:
+        from cmhash.methods import METHODS
+
+        against = against.strip().lower()
+        METHODS.get(against)  # unknown name: an error listing the known ones
+    res = write_report(root, R.require_reference(args.reference), doc=doc, curve_bits=args.curve_bits, main_seeds=main, command=_command(), against=against)
     print(res["markdown"].read_text(encoding="utf-8"))
     print(f"{len(res['rows'])} runs found under {root}")
     print(f"markdown: {res['markdown']}\nCSV (one row per run, with its protocol): {res['csv']}")

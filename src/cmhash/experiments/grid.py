@@ -608,7 +608,7 @@ def ablation_markdown(rows, dataset: str, method: str, ref_dir: Path | None = No
     return "\n".join(lines) + "\n\n" + caption + "\n"
 
 
-def paired_against_markdown(rows, dataset: str, baseline: str = "cmfh") -> str:
+def paired_against_markdown(rows, dataset: str, baseline: str) -> str:
     """Every main-table method minus ``baseline``, paired by seed (same seed = same split) per code length.
 
     Cells: ``Δ I→T / Δ T→I`` (mean over the paired seeds) and, in brackets, the seeds won in each

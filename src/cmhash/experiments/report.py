@@ -99,7 +99,9 @@ def seed_variance(rows, dataset: str, method: str, ref: dict, main_seeds: Sequen
     return "\n".join(lines)
 
 
-def dataset_section(number: int, dataset: str, rows, extra_rows, ref_dir: Path | None, plot: str | None, main_seeds: Sequence[int]) -> str:
+def dataset_section(
+    number: int, dataset: str, rows, extra_rows, ref_dir: Path | None, plot: str | None, main_seeds: Sequence[int], against: str | None = None
+) -> str:
     """The one template of a dataset's section (see the module docstring)."""
     ref = R.load_independent_reference(ref_dir)
     mine = R.group(rows, dataset=dataset)
@@ -109,9 +111,9 @@ def dataset_section(number: int, dataset: str, rows, extra_rows, ref_dir: Path |
     parts = [f"## {number}. {title}\n"]
     if any(str((r.get("protocol") or {}).get("metric", "")).startswith("mAP") or not r.get("protocol") for r in mine):
         parts.append(R.table1_markdown(rows, dataset, ref_dir))  # pair-identity sets (Flickr8k) have Recall@K tables only
-    paired = R.paired_against_markdown(rows, dataset, "cmfh")
+    paired = R.paired_against_markdown(rows, dataset, against) if against else ""
     if paired:
-        parts.append("Against CMFH (the shallow method to beat), paired by seed (same seed = same split and database), "
+        parts.append(f"Against {against.upper()} (`--against`), paired by seed (same seed = same split and database), "
                      "mAP@50 differences:\n\n" + paired)  # fmt: skip
     full = R.metric_markdown(rows, dataset, "map@all")
     if full:
@@ -157,6 +159,7 @@ def write_results_doc(
     main_seeds: Sequence[int] | None = None,
     command: str | None = None,
     plots: dict[str, str] | None = None,
+    against: str | None = None,
 ) -> Path:
     """``docs/results.md``: a header, one section per dataset present (same template), notes.
 
@@ -185,7 +188,7 @@ def write_results_doc(
     if plots is None:
         plots = {d: CURVES_PNG.format(dataset=d) for d in datasets if (doc_dir / CURVES_PNG.format(dataset=d)).exists()}
     for i, dataset in enumerate(datasets, 1):
-        parts.append(dataset_section(i, dataset, rows, extra, ref_dir, plots.get(dataset), seeds))
+        parts.append(dataset_section(i, dataset, rows, extra, ref_dir, plots.get(dataset), seeds, against))
     loads = [r["load_average"][0] for r in rows if r.get("load_average")]
     notes = ["## Notes\n"]
     if loads:
@@ -207,7 +210,7 @@ def write_results_doc(
 
 
 def write_report(root: Path, ref_dir: Path | None, *, doc: Path | None = None, curve_bits: int | None = None,
-                 main_seeds: Sequence[int] | None = None, command: str | None = None) -> dict[str, Any]:  # fmt: skip
+                 main_seeds: Sequence[int] | None = None, command: str | None = None, against: str | None = None) -> dict[str, Any]:  # fmt: skip
     """From every finished cell under ``root``: ``root/table1.md``, ``root/table1.csv``, ``root/<dataset>/curves.png``;
     with ``doc``, the results document too (plots copied beside it)."""
     import shutil
@@ -227,10 +230,10 @@ def write_report(root: Path, ref_dir: Path | None, *, doc: Path | None = None, c
                 with atomic_path(Path(doc).parent / CURVES_PNG.format(dataset=dataset), suffix=".png") as tmp:
                     shutil.copyfile(png, tmp)
     rel = {d: str(p.relative_to(root)) for d, p in pngs.items()}
-    md = write_results_doc(rows, Path(root) / "table1.md", ref_dir, main_seeds, command, plots=rel)
+    md = write_results_doc(rows, Path(root) / "table1.md", ref_dir, main_seeds, command, plots=rel, against=against)
     out = {"rows": rows, "markdown": md, "csv": Path(root) / "table1.csv", "plots": pngs}
     if doc is not None:
-        out["doc"] = write_results_doc(rows, Path(doc), ref_dir, main_seeds, command)
+        out["doc"] = write_results_doc(rows, Path(doc), ref_dir, main_seeds, command, against=against)
     return out
 
 
