@@ -100,6 +100,14 @@ def test_backfill_refuses_a_run_whose_recomputed_map50_differs(trained, tmp_path
     assert "backfilled 1 / already complete 0 / skipped 0 / failed 1" in out
     assert path.read_bytes() == before  # nothing written
     assert "map@all" in _metrics(root, "djsrh")["i2t"]  # the good run is still done
+    # an explicit --tolerance accepts it, and the run records how far off the check was
+    assert cli(["reproduce", "backfill", "--out", str(root), "--no-progress", "--tolerance", "1e-3"]) == 0
+    check = json.dumps(_metrics(root, "cmfh")["backfilled"])
+    assert "0.001" in check and "map@all" in _metrics(root, "cmfh")["t2i"]
+    with pytest.raises(SystemExit) as exc:  # argparse refuses it before cmhash runs
+        cli(["reproduce", "backfill", "--out", str(root), "--tolerance", "-1"])
+    assert exc.value.code == 2
+    path.write_text(json.dumps(m, indent=2))  # back to the unfilled, off-by-1e-4 file
 
     # a difference inside the tolerance is accepted (float noise, not another model)
     m["t2i"]["map@50"] -= 1e-4 - 1e-8

@@ -119,6 +119,9 @@ def register(sub) -> None:
     b.add_argument("--features", action="append", metavar="[DATASET=]PATH", help="image features when the file recorded in the checkpoints moved (repeatable, per dataset)")
     b.add_argument("--jobs", type=positive_int_arg, default=1, help="runs evaluated in parallel (one torch thread each)")
     b.add_argument("--dry-run", action="store_true", help="list the runs that lack a metric; load and write nothing")
+    b.add_argument("--tolerance", type=_nonnegative_float, default=1e-6,
+                   help="largest accepted |recomputed - recorded| mAP@50 (the difference is recorded in the run either way); "
+                        "raise it only for methods whose encoding is not bit-reproducible, e.g. 1e-3")  # fmt: skip
     b.add_argument("--no-progress", action="store_true")
     b.set_defaults(func=run_backfill)
     r = add_parser(s, "results", help="every experiment of docs/results.md, then write it", description=__doc__, epilog=EPILOG_RESULTS)
@@ -294,6 +297,19 @@ def _per_dataset(items, flag: str):
     return out
 
 
+def _nonnegative_float(text: str) -> float:
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
 def run_backfill(args) -> int:
     from pathlib import Path
 
@@ -314,6 +330,7 @@ def run_backfill(args) -> int:
         jobs=args.jobs,
         dry_run=args.dry_run,
         progress=not args.no_progress,
+        tolerance=args.tolerance,
     )
     print(B.summary(outcomes, dry_run=args.dry_run) + f" under {root}")
     return 1 if any(o.status == "failed" for o in outcomes) else 0

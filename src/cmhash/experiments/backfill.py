@@ -156,7 +156,9 @@ def verify(run_dir: Path, m: dict[str, Any], new: dict[str, Any], tolerance: flo
     return check
 
 
-def backfill_run(run_dir, names: Sequence[str] = BACKFILLABLE, *, data_root=None, features=None, dry_run: bool = False) -> Outcome:
+def backfill_run(
+    run_dir, names: Sequence[str] = BACKFILLABLE, *, data_root=None, features=None, dry_run: bool = False, tolerance: float = TOLERANCE
+) -> Outcome:
     """Backfill one run folder (see the module docstring); returns its :class:`Outcome`, raising nothing for a bad run."""
     from cmhash.io import read_json, write_lock
 
@@ -185,7 +187,7 @@ def backfill_run(run_dir, names: Sequence[str] = BACKFILLABLE, *, data_root=None
             want = missing(m, names)
             if not want:
                 return Outcome(run_dir, "complete")
-            return _backfill_locked(run_dir, m, names, want, data_root, features, t0)
+            return _backfill_locked(run_dir, m, names, want, data_root, features, t0, tolerance)
     except LockedError as exc:
         return Outcome(run_dir, "skipped", f"being written by another process ({exc})")
     except CmhashError as exc:
@@ -194,13 +196,13 @@ def backfill_run(run_dir, names: Sequence[str] = BACKFILLABLE, *, data_root=None
         return Outcome(run_dir, "failed", f"{run_dir}: {type(exc).__name__}: {exc}", seconds=time.perf_counter() - t0)
 
 
-def _backfill_locked(run_dir: Path, m: dict[str, Any], names, want, data_root, features, t0: float) -> Outcome:
+def _backfill_locked(run_dir: Path, m: dict[str, Any], names, want, data_root, features, t0: float, tolerance: float = TOLERANCE) -> Outcome:
     from cmhash.experiments.run import code_version
     from cmhash.inference.provenance import checkpoint_sha256
     from cmhash.io import write_json
 
     new, ckpt = recompute(run_dir, m, data_root=data_root, features=features)
-    check = verify(run_dir, m, new)
+    check = verify(run_dir, m, new, tolerance)
     added: dict[str, float] = {}
     out = json.loads(json.dumps(m))  # deep copy: existing numbers are never touched
     for item in want:
@@ -236,8 +238,8 @@ def _worker(args) -> Outcome:
     import torch
 
     torch.set_num_threads(1)
-    run_dir, names, data_root, features, dry_run = args
-    return backfill_run(run_dir, names, data_root=data_root, features=features, dry_run=dry_run)
+    run_dir, names, data_root, features, dry_run, tolerance = args
+    return backfill_run(run_dir, names, data_root=data_root, features=features, dry_run=dry_run, tolerance=tolerance)
 
 
 def backfill(
@@ -250,10 +252,11 @@ def backfill(
     dry_run: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    tolerance: float = TOLERANCE,
 ) -> list[Outcome]:
     """Backfill every run folder, ``jobs`` processes at a time; logs one line per run that is not already complete."""
     names = check_metrics(names)
-    tasks = [(Path(r), names, data_root, features, dry_run) for r in run_dirs]
+    tasks = [(Path(r), names, data_root, features, dry_run, tolerance) for r in run_dirs]
     bar = None
     if progress:
         from tqdm.auto import tqdm
