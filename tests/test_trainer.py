@@ -314,6 +314,19 @@ def test_a_shortened_schedule_is_its_own_variant_and_reported_as_the_method(tmp_
     assert R.variant_description("jdsh", "e10-no-dsdw", {"no-dsdw": "no DSDW"}) == "no DSDW, 10 epochs"
 
 
+def test_the_order_of_the_papers_methods_is_compared_with_the_papers(tmp_path):
+    from cmhash.experiments import grid as R
+
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    lines = ["task,method,dataset,bits,map50"] + [f"I2T,{m},wiki,16,{v}" for m, v in (("A", 0.3), ("B", 0.2), ("C", 0.1))]
+    (ref / "djsrh_table1_map50.csv").write_text("\n".join(lines) + "\n")
+    rows = [dict(method=m, variant=m, dataset="wiki", bits=16, seed=0, i2t=v, t2i=0.5) for m, v in (("a", 0.1), ("b", 0.2), ("c", 0.3))]
+    md = R.order_markdown(rows, "wiki", ref)
+    assert "| 16 | I→T | 3 | C > B > A | A > B > C | -1.00 |" in md and "T→I" not in md  # no paper T→I column
+    assert R.order_markdown(rows[:2], "wiki", ref) == ""  # fewer than 3 methods: no order to compare
+
+
 def test_methods_are_compared_with_cmfh_paired_by_seed():
     from cmhash.experiments import grid as R
 

@@ -608,6 +608,32 @@ def ablation_markdown(rows, dataset: str, method: str, ref_dir: Path | None = No
     return "\n".join(lines) + "\n\n" + caption + "\n"
 
 
+def order_markdown(rows, dataset: str, ref_dir: Path | None = None) -> str:
+    """Our order of the methods the paper's Table 1 also has, beside the paper's, per code length and
+    direction, with Kendall's tau between the two (1 = same order, -1 = reversed)."""
+    from scipy.stats import kendalltau
+
+    paper = load_paper_table1(ref_dir)
+    mine = group(rows, dataset=dataset)
+    pd = PAPER_DATASET.get(dataset, dataset)
+    lines = ["| bits | task | methods | ours, best first | paper, best first | Kendall τ |", "|---|---|---|---|---|---|"]
+    for b in sorted({r["bits"] for r in mine}):
+        for task, arrow in (("i2t", "I→T"), ("t2i", "T→I")):
+            ours, theirs = {}, {}
+            for method, variant in table_pairs(mine):
+                pv = paper.get((method.upper(), pd, b, task))
+                vals = [r[task] for r in mine if (r["method"], r["variant"], r["bits"]) == (method, variant, b)]
+                if pv is not None and vals:
+                    ours[label(method, variant)], theirs[label(method, variant)] = float(np.mean(vals)), pv
+            if len(ours) < 3:
+                continue
+            names = sorted(ours)
+            tau = kendalltau([ours[n] for n in names], [theirs[n] for n in names]).statistic
+            rank = lambda d: " > ".join(n for n in sorted(d, key=lambda n: -d[n]))  # noqa: E731
+            lines.append(f"| {b} | {arrow} | {len(names)} | {rank(ours)} | {rank(theirs)} | {tau:+.2f} |")
+    return "\n".join(lines) + "\n" if len(lines) > 2 else ""
+
+
 def paired_against_markdown(rows, dataset: str, baseline: str) -> str:
     """Every main-table method minus ``baseline``, paired by seed (same seed = same split) per code length.
 

@@ -111,6 +111,9 @@ def dataset_section(
     parts = [f"## {number}. {title}\n"]
     if any(str((r.get("protocol") or {}).get("metric", "")).startswith("mAP") or not r.get("protocol") for r in mine):
         parts.append(R.table1_markdown(rows, dataset, ref_dir))  # pair-identity sets (Flickr8k) have Recall@K tables only
+    order = R.order_markdown(rows, dataset, ref_dir)
+    if order:
+        parts.append("Order of the methods the paper's Table 1 also has (mean over seeds), ours beside the paper's:\n\n" + order)
     paired = R.paired_against_markdown(rows, dataset, against) if against else ""
     if paired:
         parts.append(f"Against {against.upper()} (`--against`), paired by seed (same seed = same split and database), "
