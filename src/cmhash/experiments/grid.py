@@ -624,13 +624,14 @@ def order_markdown(rows, dataset: str, ref_dir: Path | None = None) -> str:
                 pv = paper.get((method.upper(), pd, b, task))
                 vals = [r[task] for r in mine if (r["method"], r["variant"], r["bits"]) == (method, variant, b)]
                 if pv is not None and vals:
-                    ours[label(method, variant)], theirs[label(method, variant)] = float(np.mean(vals)), pv
+                    ours[(method, variant)], theirs[(method, variant)] = float(np.mean(vals)), pv
             if len(ours) < 3:
                 continue
-            names = sorted(ours)
-            tau = kendalltau([ours[n] for n in names], [theirs[n] for n in names]).statistic
-            rank = lambda d: " > ".join(n for n in sorted(d, key=lambda n: -d[n]))  # noqa: E731
-            lines.append(f"| {b} | {arrow} | {len(names)} | {rank(ours)} | {rank(theirs)} | {tau:+.2f} |")
+            keys = sorted(ours)
+            tau = kendalltau([ours[k] for k in keys], [theirs[k] for k in keys]).statistic
+            mine_order = " > ".join(label(*k) for k in sorted(keys, key=lambda k: -ours[k]))
+            paper_order = " > ".join(k[0].upper() for k in sorted(keys, key=lambda k: -theirs[k]))
+            lines.append(f"| {b} | {arrow} | {len(keys)} | {mine_order} | {paper_order} | {tau:+.2f} |")
     return "\n".join(lines) + "\n" if len(lines) > 2 else ""
 
 
