@@ -142,19 +142,10 @@ def split_params(n: int) -> dict[str, int]:
 
 
 def random_codes_map(query, db, bits: int, seed: int) -> tuple[float, float]:
-    """mAP@50 of independent uniformly random codes: the chance level of the protocol."""
-    import numpy as np
+    """mAP@50 of independent uniformly random codes: the chance level of the protocol (shared with `reproduce chance`)."""
+    from cmhash.experiments.chance import random_codes_map as chance_map
 
-    from cmhash.metrics import mean_average_precision
-
-    rng = np.random.default_rng([seed, bits, 7])
-    one = np.array([-1, 1], dtype=np.int8)
-    qi, qt = rng.choice(one, size=(len(query), bits)), rng.choice(one, size=(len(query), bits))
-    di, dt = rng.choice(one, size=(len(db), bits)), rng.choice(one, size=(len(db), bits))
-    return (
-        mean_average_precision(qi, dt, query.labels, db.labels, topk=TOPK),
-        mean_average_precision(qt, di, query.labels, db.labels, topk=TOPK),
-    )
+    return chance_map(query, db, bits, seed, topk=TOPK)
 
 
 class _Bar:

@@ -7,6 +7,8 @@
   the results document), training nothing;
 * ``backfill``: add metrics older runs did not record (mAP over the whole ranking) from their
   checkpoints, checked against the mAP@50 they did record; trains nothing;
+* ``chance``: the chance level of the grid (random codes on each (dataset, seed)'s own split, per
+  code length), written to ``OUT/<dataset>/chance.json`` for the report's "random codes" row;
 * ``results``: the grids ``docs/results.md`` reports (Wiki and MIRFlickr Table 1 for ``--methods``,
   the variants of those that have them), then writes that document.
 
@@ -53,6 +55,25 @@ examples:
   cmhash reproduce backfill --out runs/table1 --dataset mirflickr \\
       --data-root mirflickr=../shared/data/mirflickr25k      # data moved since training
   cmhash reproduce report --out runs/table1                     # then the map@all tables
+"""
+EPILOG_CHANCE = """\
+The chance level depends on the split and the code length, not on the method. For every
+(dataset, bits, seed) among the finished runs under --out, chance checks that all runs of that
+(dataset, seed) recorded the same split (protocol.split in metrics.json: protocol, parameters, seed,
+sizes, dataset fingerprint) and refuses otherwise (exit 2, nothing written); rebuilds the test
+split and labels from one run's checkpoint (as backfill does; sizes checked against the recorded
+ones); draws --draws sets of independent uniform +-1 codes for queries and database (seeded from
+seed, bits and draw: reruns give the same numbers); evaluates them with the runs' recorded protocol
+(mAP@50 with its denominator, normalisation and tie-break, and mAP@all, both directions); and writes
+OUT/<dataset>/chance.json atomically (mean and std over draws per bits and seed, protocol, split
+record and fingerprint, code version, date). `cmhash reproduce report` then adds a "random codes"
+row (mean ± std over seeds) to the mAP@50 and mAP@all tables. Pair-identity datasets (Flickr8k,
+Recall@K) are skipped.
+
+examples:
+  cmhash reproduce chance --out runs/table1                      # every dataset found
+  cmhash reproduce chance --out runs/table1 --dataset wiki,mirflickr --draws 5 --jobs 2
+  cmhash reproduce report --out runs/table1                      # tables with the chance row
 """
 EPILOG_ABLATION = """\
 examples:
@@ -124,6 +145,14 @@ def register(sub) -> None:
                         "raise it only for methods whose encoding is not bit-reproducible, e.g. 1e-3")  # fmt: skip
     b.add_argument("--no-progress", action="store_true")
     b.set_defaults(func=run_backfill)
+    c = add_parser(s, "chance", help="chance level: random codes on the grid's own splits, per dataset, bits and seed", description=__doc__, epilog=EPILOG_CHANCE)
+    c.add_argument("--out", default="runs", help="root folder of the runs (OUT/<dataset>/<method>/<variant>/<bits>bits/seed<k>)")
+    c.add_argument("--draws", type=positive_int_arg, default=5, help="sets of random codes per (bits, seed); mean and std over them")
+    c.add_argument("--dataset", help="only these datasets (comma list; default: every dataset with finished runs)")
+    c.add_argument("--data-root", action="append", metavar="[DATASET=]PATH", help="data folder when the one recorded in the checkpoints moved (repeatable, per dataset)")
+    c.add_argument("--features", action="append", metavar="[DATASET=]PATH", help="image features when the file recorded in the checkpoints moved (repeatable, per dataset)")
+    c.add_argument("--jobs", type=positive_int_arg, default=1, help="datasets computed in parallel (one process each)")
+    c.set_defaults(func=run_chance)
     r = add_parser(s, "results", help="every experiment of docs/results.md, then write it", description=__doc__, epilog=EPILOG_RESULTS)
     _common(r, dataset_required=False)
     r.add_argument("--data", required=True, help="folder holding wikipedia/ and mirflickr25k/ (../shared/data)")
@@ -334,6 +363,56 @@ def run_backfill(args) -> int:
     )
     print(B.summary(outcomes, dry_run=args.dry_run) + f" under {root}")
     return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
+def _chance_worker(args):
+    import torch
+
+    from cmhash.experiments import chance as C
+
+    torch.set_num_threads(1)
+    root, dataset, draws, data_root, features = args
+    lines: list[str] = []
+    path = C.dataset_chance(root, dataset, draws, data_root=data_root, features=features, log=lines.append)
+    return path, lines
+
+
+def run_chance(args) -> int:
+    from pathlib import Path
+
+    from cmhash.errors import MissingFileError
+    from cmhash.experiments import chance as C
+    from cmhash.experiments import grid as G
+
+    root = Path(args.out)
+    if not root.is_dir():
+        raise MissingFileError(f"{root}: no such folder of runs")
+    found = sorted({c.dataset for c in G.scan(root)})
+    wanted = [t.strip() for t in args.dataset.split(",") if t.strip()] if args.dataset else found
+    missing = [d for d in wanted if d not in found]
+    if missing or not wanted:
+        raise MissingFileError(f"{root}: no finished runs of {', '.join(missing) or 'any dataset'} (found: {', '.join(found) or 'none'})")
+    data_root, features = _per_dataset(args.data_root, "--data-root"), _per_dataset(args.features, "--features")
+    for d in wanted:  # every split is checked before anything is computed or written
+        for (ds, seed), runs in C._runs_by_dataset_seed(root).items():
+            if ds == d:
+                C.check_same_split(root, ds, seed, runs)
+    tasks = [(root, d, args.draws, data_root, features) for d in wanted]
+    if args.jobs <= 1 or len(tasks) <= 1:
+        results = [C.dataset_chance(*t[:3], data_root=data_root, features=features) for t in tasks]
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        results = []
+        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=mp.get_context("spawn")) as pool:
+            for path, lines in pool.map(_chance_worker, tasks):
+                print("\n".join(lines))
+                results.append(path)
+    for path in results:
+        if path is not None:
+            print(f"chance level: {path}")
+    return 0
 
 
 def _variants(text: str, method: str) -> list[str]:

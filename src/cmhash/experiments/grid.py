@@ -328,7 +328,7 @@ def _extra_metrics(m: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def metric_markdown(rows, dataset: str, metric: str, pairs: Sequence[tuple[str, str]] | None = None) -> str:
+def metric_markdown(rows, dataset: str, metric: str, pairs: Sequence[tuple[str, str]] | None = None, chance: dict[str, Any] | None = None) -> str:
     """Mean ± std over seeds of one recorded metric (``map@all``, ``recall@10``, ...) per method and code
     length, both directions; with the real-valued bound where the runs recorded one. Empty when no run has it."""
     mine = group(rows, dataset=dataset)
@@ -349,6 +349,9 @@ def metric_markdown(rows, dataset: str, metric: str, pairs: Sequence[tuple[str, 
                 for task in ("i2t", "t2i"):
                     cells.append(fmt(*mean_std([r["extra"][f"{prefix}{task} {metric}"] for r in rs if r["bits"] == b])))
             lines.append("| " + " | ".join(cells) + " |")
+    row = chance_row(chance, bits, ("i2t", "t2i"), metric, sorted({r["seed"] for r in have}))
+    if row:
+        lines += [row, "", CHANCE_NOTE.format(draws=chance.get("draws", "?"))]
     late = [r for r in have if metric in (r.get("backfilled") or ())]
     if late:  # say so: these numbers were not computed by the training run itself
         worst = max([r.get("backfill_difference") or 0.0 for r in late])
@@ -528,8 +531,30 @@ def label(method: str, variant: str) -> str:
 
 
 # ---------------------------------------------------------------------------- tables
-def table1_markdown(rows, dataset: str, ref_dir: Path | None = None, pairs: Sequence[tuple[str, str]] | None = None) -> str:
-    """Every (method, variant) of ``dataset``: ours (mean ± std over seeds) beside the reference and the paper, per code length."""
+def chance_row(chance: dict[str, Any] | None, bits: Sequence[int], tasks: Sequence[str], metric: str, seeds: Sequence[int], suffix=lambda v: v) -> str | None:
+    """The "random codes" table row from ``chance.json`` (mean ± std over the table's seeds), or None when absent."""
+    from cmhash.experiments.chance import chance_values
+
+    if not chance:
+        return None
+    have = sorted({e["seed"] for e in chance.get("entries", []) if e.get("seed") in seeds and e.get("bits") in bits})
+    if not have:
+        return None
+    cells = ["random codes (chance)", ",".join(map(str, have))]
+    for b in bits:
+        for task in tasks:
+            cells.append(suffix(fmt(*mean_std(chance_values(chance, b, task, metric, have)))))
+    return "| " + " | ".join(cells) + " |"
+
+
+CHANCE_NOTE = ("'random codes (chance)' = the chance level: independent uniform random ±1 codes on each seed's own split, "
+               "evaluated with the same protocol (`cmhash reproduce chance`; mean over {draws} draws per seed, ± std over seeds).")  # fmt: skip
+
+
+def table1_markdown(rows, dataset: str, ref_dir: Path | None = None, pairs: Sequence[tuple[str, str]] | None = None,
+                    chance: dict[str, Any] | None = None) -> str:  # fmt: skip
+    """Every (method, variant) of ``dataset``: ours (mean ± std over seeds) beside the reference and the paper, per code length;
+    with ``chance`` (``chance.json``) a last "random codes" row, the chance level."""
     paper = load_paper_table1(ref_dir)
     ref = load_independent_reference(ref_dir)
     mine = group(rows, dataset=dataset)
@@ -551,6 +576,9 @@ def table1_markdown(rows, dataset: str, ref_dir: Path | None = None, pairs: Sequ
                 pv = paper.get((method.upper(), PAPER_DATASET.get(dataset, dataset), b, task)) if own else None
                 cells.append(f"{ours} / {'-' if rv is None else f'{rv:.3f}'} / {'-' if pv is None else f'{pv:.3f}'}")
             lines.append("| " + " | ".join(cells) + " |")
+        row = chance_row(chance, bits, (task,), "map@50", sorted({r["seed"] for r in mine}), lambda v: f"{v} / - / -")
+        if row:
+            lines.append(row)
         out.append("\n".join(lines) + "\n")
     caption = (
         f"A seed sets the initialisation and batch order, and the split where the protocol draws one (official splits "
@@ -558,6 +586,8 @@ def table1_markdown(rows, dataset: str, ref_dir: Path | None = None, pairs: Sequ
         f"(independent_reference.md, its longest-trained row of the method), 'paper' = DJSRH paper Table 1 "
         f"(djsrh_table1_map50.csv). {PAPER_PROTOCOL.get(dataset, '')} Our protocol per method: see the protocol table."
     )
+    if chance and any("random codes" in part for part in out):
+        caption += " " + CHANCE_NOTE.format(draws=chance.get("draws", "?"))
     return "\n".join(out) + "\n" + caption + "\n"
 
 
@@ -841,6 +871,7 @@ __all__ = [
     "run_grid",
     "scan",
     "table1_markdown",
+    "chance_row",
     "timing_markdown",
     "write_csv",
 ]

@@ -100,7 +100,8 @@ def seed_variance(rows, dataset: str, method: str, ref: dict, main_seeds: Sequen
 
 
 def dataset_section(
-    number: int, dataset: str, rows, extra_rows, ref_dir: Path | None, plot: str | None, main_seeds: Sequence[int], against: str | None = None
+    number: int, dataset: str, rows, extra_rows, ref_dir: Path | None, plot: str | None, main_seeds: Sequence[int], against: str | None = None,
+    chance: dict[str, Any] | None = None,
 ) -> str:
     """The one template of a dataset's section (see the module docstring)."""
     ref = R.load_independent_reference(ref_dir)
@@ -110,7 +111,7 @@ def dataset_section(
     title = DATASET_TITLES.get(dataset, dataset)
     parts = [f"## {number}. {title}\n"]
     if any(str((r.get("protocol") or {}).get("metric", "")).startswith("mAP") or not r.get("protocol") for r in mine):
-        parts.append(R.table1_markdown(rows, dataset, ref_dir))  # pair-identity sets (Flickr8k) have Recall@K tables only
+        parts.append(R.table1_markdown(rows, dataset, ref_dir, chance=chance))  # pair-identity sets (Flickr8k) have Recall@K tables only
     order = R.order_markdown(rows, dataset, ref_dir)
     if order:
         parts.append("Order of the methods the paper's Table 1 also has (mean over seeds), ours beside the paper's:\n\n" + order)
@@ -118,7 +119,7 @@ def dataset_section(
     if paired:
         parts.append(f"Against {against.upper()} (`--against`), paired by seed (same seed = same split and database), "
                      "mAP@50 differences:\n\n" + paired)  # fmt: skip
-    full = R.metric_markdown(rows, dataset, "map@all")
+    full = R.metric_markdown(rows, dataset, "map@all", chance=chance)
     if full:
         parts.append("mAP over the whole ranking (mAP@all: AP over every database item, mean over all queries; the protocol "
                      "UCCH and DGCPN publish), mean ± std over seeds:\n\n" + full)  # fmt: skip
@@ -163,6 +164,7 @@ def write_results_doc(
     command: str | None = None,
     plots: dict[str, str] | None = None,
     against: str | None = None,
+    chance: dict[str, dict[str, Any]] | None = None,
 ) -> Path:
     """``docs/results.md``: a header, one section per dataset present (same template), notes.
 
@@ -191,7 +193,7 @@ def write_results_doc(
     if plots is None:
         plots = {d: CURVES_PNG.format(dataset=d) for d in datasets if (doc_dir / CURVES_PNG.format(dataset=d)).exists()}
     for i, dataset in enumerate(datasets, 1):
-        parts.append(dataset_section(i, dataset, rows, extra, ref_dir, plots.get(dataset), seeds, against))
+        parts.append(dataset_section(i, dataset, rows, extra, ref_dir, plots.get(dataset), seeds, against, (chance or {}).get(dataset)))
     loads = [r["load_average"][0] for r in rows if r.get("load_average")]
     notes = ["## Notes\n"]
     if loads:
@@ -220,7 +222,10 @@ def write_report(root: Path, ref_dir: Path | None, *, doc: Path | None = None, c
 
     from cmhash.io import atomic_path
 
+    from cmhash.experiments.chance import load_chance
+
     rows = R.collect(R.scan(root), root)
+    chance = {d: c for d in sorted({r["dataset"] for r in rows}) if (c := load_chance(root, d))}
     R.write_csv(rows, Path(root) / "table1.csv")
     pngs = {}
     for dataset in sorted({r["dataset"] for r in rows}):
@@ -233,10 +238,10 @@ def write_report(root: Path, ref_dir: Path | None, *, doc: Path | None = None, c
                 with atomic_path(Path(doc).parent / CURVES_PNG.format(dataset=dataset), suffix=".png") as tmp:
                     shutil.copyfile(png, tmp)
     rel = {d: str(p.relative_to(root)) for d, p in pngs.items()}
-    md = write_results_doc(rows, Path(root) / "table1.md", ref_dir, main_seeds, command, plots=rel, against=against)
+    md = write_results_doc(rows, Path(root) / "table1.md", ref_dir, main_seeds, command, plots=rel, against=against, chance=chance)
     out = {"rows": rows, "markdown": md, "csv": Path(root) / "table1.csv", "plots": pngs}
     if doc is not None:
-        out["doc"] = write_results_doc(rows, Path(doc), ref_dir, main_seeds, command, against=against)
+        out["doc"] = write_results_doc(rows, Path(doc), ref_dir, main_seeds, command, against=against, chance=chance)
     return out
 
 

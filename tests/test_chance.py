@@ -1,0 +1,101 @@
+"""`cmhash reproduce chance`: the chance level of a grid (random codes on its own splits) and its report row.
+
+Two tiny runs (deep DJSRH and shallow CMFH, same seed: same split) are trained once with the real
+entry point; each test works on a fresh copy.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cmhash.cli import main as cli
+from cmhash.experiments import chance as C
+
+torch.set_num_threads(1)
+
+RUNS = {"djsrh": "synthetic/djsrh/djsrh/16bits/seed0", "cmfh": "synthetic/cmfh/cmfh/16bits/seed0"}
+COMMON = ["--dataset", "synthetic", "-o", "n=240", "--split-param", "num_query=48", "--bits", "16", "--no-progress", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("trained")
+    deep = ["train", "djsrh", *COMMON, "--epochs", "2", "--set", "hidden=32", "--num-val", "0", "--no-tensorboard"]
+    assert cli([*deep, "--out", str(root / RUNS["djsrh"])]) == 0
+    assert cli(["train", "cmfh", *COMMON, "--set", "iterations=5", "--out", str(root / RUNS["cmfh"])]) == 0
+    return root
+
+
+@pytest.fixture
+def grid(trained, tmp_path) -> Path:
+    root = tmp_path / "runs"
+    shutil.copytree(trained, root)
+    return root
+
+
+def test_chance_json_is_in_range_deterministic_and_equals_a_direct_computation(grid):
+    assert cli(["reproduce", "chance", "--out", str(grid), "--draws", "3"]) == 0
+    path = grid / "synthetic" / "chance.json"
+    first = json.loads(path.read_text())
+    assert first["draws"] == 3 and first["dataset"] == "synthetic" and first["code"] and first["date"]
+    (entry,) = first["entries"]  # one (bits, seed) though two methods ran it
+    assert (entry["bits"], entry["seed"]) == (16, 0)
+    m = json.loads((grid / RUNS["cmfh"] / "metrics.json").read_text())
+    assert entry["split"] == m["protocol"]["split"] and entry["n_queries"] == m["i2t"]["n_queries"] == 48
+    assert entry["protocol"]["topk"] == m["protocol"]["topk"] and entry["protocol"]["tie_break"] == m["protocol"]["tie_break"]
+    for t in ("i2t", "t2i"):
+        for key in ("map@50", "map@all"):
+            v = entry[t][key]
+            assert len(v["draws"]) == 3 and all(0.0 <= x <= 1.0 for x in v["draws"])
+            assert v["mean"] == pytest.approx(np.mean(v["draws"])) and v["std"] > 0  # different draws, different codes
+
+    # a direct computation: the same seeded random codes on the split rebuilt from the checkpoint
+    from cmhash import metrics
+
+    run = grid / entry["source_run"]
+    ql, dl, split = C.rebuild_split(run, json.loads((run / "metrics.json").read_text()))
+    assert C.split_fingerprint(split) == entry["split_fingerprint"]
+    qi, qt, di, dt = C.random_codes(len(ql), len(dl), 16, C.draw_key(0, 16, 1))
+    assert entry["i2t"]["map@50"]["draws"][1] == pytest.approx(metrics.mean_average_precision(qi, dt, ql, dl, topk=50), abs=1e-12)
+    assert entry["t2i"]["map@all"]["draws"][1] == pytest.approx(metrics.mean_average_precision(qt, di, ql, dl, topk=None), abs=1e-12)
+
+    assert cli(["reproduce", "chance", "--out", str(grid), "--draws", "3"]) == 0  # rerun: the same numbers
+    again = json.loads(path.read_text())
+    strip = lambda entries: [{k: v for k, v in e.items() if k != "seconds"} for e in entries]  # noqa: E731
+    assert strip(again["entries"]) == strip(first["entries"])
+
+
+def test_refuses_when_runs_of_one_seed_disagree_on_the_split(grid, capsys):
+    path = grid / RUNS["djsrh"] / "metrics.json"
+    m = json.loads(path.read_text())
+    m["protocol"]["split"]["sizes"]["query"] += 1
+    path.write_text(json.dumps(m))
+    assert cli(["reproduce", "chance", "--out", str(grid)]) == 2
+    err = capsys.readouterr().err
+    assert "disagree on the test split" in err and "seed0" in err
+    assert not (grid / "synthetic" / "chance.json").exists()
+
+
+def test_report_shows_the_random_codes_row(grid):
+    from cmhash.experiments import grid as G
+
+    assert cli(["reproduce", "chance", "--out", str(grid), "--draws", "2"]) == 0
+    assert cli(["reproduce", "report", "--out", str(grid)]) == 0
+    md = (grid / "table1.md").read_text()
+    chance = json.loads((grid / "synthetic" / "chance.json").read_text())
+    (entry,) = chance["entries"]
+    rows = [line for line in md.splitlines() if line.startswith("| random codes (chance)")]
+    assert len(rows) == 3  # I→T, T→I (mAP@50) and the mAP@all table
+    assert f"{entry['i2t']['map@50']['mean']:.3f} / - / -" in rows[0]
+    assert f"{entry['t2i']['map@50']['mean']:.3f} / - / -" in rows[1]
+    assert f"{entry['i2t']['map@all']['mean']:.3f}" in rows[2] and f"{entry['t2i']['map@all']['mean']:.3f}" in rows[2]
+    assert "chance level" in md
+    # without chance.json: no such row
+    md2 = G.table1_markdown(G.collect(G.scan(grid), grid), "synthetic")
+    assert "random codes" not in md2
