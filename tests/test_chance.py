@@ -99,3 +99,22 @@ def test_report_shows_the_random_codes_row(grid):
     # without chance.json: no such row
     md2 = G.table1_markdown(G.collect(G.scan(grid), grid), "synthetic")
     assert "random codes" not in md2
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--out", "{root}/nowhere"], "no such folder"),
+        (["--out", "{root}", "--dataset", "wiki"], "no finished runs of wiki"),
+        (["--out", "{root}", "--draws", "0"], "--draws"),
+    ],
+)
+def test_bad_input_exits_2_with_a_message(trained, argv, needle, capsys):
+    argv = [a.format(root=trained) for a in argv]
+    try:
+        rc = cli(["reproduce", "chance", *argv])
+    except SystemExit as exc:  # argparse rejects the value itself
+        rc = exc.code
+    assert rc == 2
+    assert needle in capsys.readouterr().err
+    assert not (trained / "synthetic" / "chance.json").exists()

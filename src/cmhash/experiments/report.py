@@ -50,6 +50,9 @@ HOW_TO = """## How these numbers are made
    reference and the DJSRH paper's Table 1 (`../shared/reference/djsrh_table1_map50.csv`), the
    protocol of the numbers, the reference check, extra-seed variance, precision@top-R (plot: one
    line per method), variants (`presets/<method>_variants.yaml`), training time per method.
+3. Chance level: `cmhash reproduce chance --out DIR` scores independent uniform random codes on
+   each seed's own split under the same protocol (`DIR/<dataset>/chance.json`); the mAP tables
+   then end with a "random codes (chance)" row.
 """
 
 
