@@ -655,3 +655,31 @@ def test_report_against_an_unknown_method_is_refused_with_the_known_ones(tmp_pat
     assert cli(["reproduce", "report", "--out", str(tmp_path / "runs"), "--against", "nosuch"]) == 2
     err = capsys.readouterr().err
     assert "nosuch" in err and "cmfh" in err
+
+
+def test_resume_is_refused_when_the_split_changed_since_the_checkpoint(tmp_path, monkeypatch):
+    """A default split parameter that changed (Fashion's num_query 2000 -> 1000) must not silently
+    continue an interrupted run on another training set: the recorded split is compared on resume."""
+    ds = tiny()
+    old = {"split": {"protocol": "random", "params": {"num_query": 2000, "num_train": 5000}, "seed": 0,
+                     "sizes": {"query": 40, "database": 120, "train": 120}, "dataset": {"fingerprint": "abc"}}}  # fmt: skip
+    orig = Trainer._run_epoch
+
+    def crash_in_epoch_2(self, epoch, *args):
+        if epoch == 2:
+            raise KeyboardInterrupt("simulated kill")
+        return orig(self, epoch, *args)
+
+    monkeypatch.setattr(Trainer, "_run_epoch", crash_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        m = _method()
+        Trainer(m, ds, _cfg(tmp_path), spec=m.input_spec_for(ds), meta=old).fit()
+    monkeypatch.setattr(Trainer, "_run_epoch", orig)
+    new = json.loads(json.dumps(old))
+    new["split"]["params"]["num_query"] = 1000
+    m = _method()
+    with pytest.raises(CmhashError, match=r"cannot resume.*split.*num_query.*2000.*1000"):
+        Trainer(m, ds, _cfg(tmp_path, resume=True), spec=m.input_spec_for(ds), meta=new).fit()
+    m = _method()  # the same split resumes
+    Trainer(m, ds, _cfg(tmp_path, resume=True), spec=m.input_spec_for(ds), meta=old).fit()
+    assert read_payload(tmp_path / "checkpoint.pt")["finished"]
