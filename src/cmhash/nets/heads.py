@@ -60,7 +60,10 @@ class SparseAwareLinear(nn.Linear):
             return F.linear(x, self.weight, self.bias)
         xs = x.index_select(1, cols)
         if not training:
-            return self._inference_product(xs, cols)
+            if not torch.is_grad_enabled() or not (xs.requires_grad or (self.bias is not None and self.bias.requires_grad)):
+                return self._inference_product(xs, cols)
+            # a frozen weight under autograd: the input or the bias still wants its gradient
+            return F.linear(xs, self.weight.index_select(1, cols), self.bias)
         if self.sparse_mode == "autograd":
             return F.linear(xs, self.weight.index_select(1, cols), self.bias)
         w_active = self.weight.detach().index_select(1, cols).requires_grad_()
