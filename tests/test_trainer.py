@@ -314,6 +314,25 @@ def test_a_shortened_schedule_is_its_own_variant_and_reported_as_the_method(tmp_
     assert R.variant_description("jdsh", "e10-no-dsdw", {"no-dsdw": "no DSDW"}) == "no DSDW, 10 epochs"
 
 
+def test_a_variants_file_may_not_name_a_variant_like_a_schedule_folder(monkeypatch):
+    """``e10`` is the folder of the method's own settings at 10 epochs: a real variant of that name
+    would share it (runs reused as the other experiment, reported under the wrong label)."""
+    from types import SimpleNamespace
+
+    import cmhash.presets as P
+    from cmhash.errors import CmhashError
+    from cmhash.experiments import grid as R
+
+    fake = {"default": SimpleNamespace(description="", compare_with=None), "e10": SimpleNamespace(description="ten", compare_with=None)}
+    monkeypatch.setattr(P, "has_presets", lambda name: name == "djsrh_variants")
+    monkeypatch.setattr(P, "sections", lambda name: fake)
+    with pytest.raises(CmhashError, match=r"djsrh_variants.*'e10'.*schedule"):
+        R.plan("djsrh", "wiki", [16], [0], epochs=10)
+    fake["e10-x"] = fake.pop("e10")
+    with pytest.raises(CmhashError, match=r"'e10-x'"):
+        R.variant_info("djsrh")
+
+
 def test_the_order_of_the_papers_methods_is_compared_with_the_papers(tmp_path):
     from cmhash.experiments import grid as R
 

@@ -28,7 +28,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from cmhash.errors import MissingFileError
+from cmhash.errors import CmhashError, MissingFileError
 from cmhash.io import atomic_open
 
 #: What the paper's protocol was per dataset (table captions; ours is read from each run's metrics.json).
@@ -78,6 +78,7 @@ def schedule_variant(method: str, variant: str, epochs: int | None) -> str:
     """
     if not epochs or "epochs" not in _defaults(method):
         return variant
+    variant_info(method)  # refuses a variants file whose names take the form of these folders
     return f"e{int(epochs)}" if variant == method else f"e{int(epochs)}-{variant}"
 
 
@@ -501,6 +502,12 @@ def variant_info(method: str) -> tuple[list[str], dict[str, str], dict[str, str]
     if not has_presets(f"{method}_variants"):
         return [], {}, {}
     secs = {k: v for k, v in sections(f"{method}_variants").items() if k != "default"}
+    reserved = [k for k in secs if _SCHEDULE.fullmatch(k)]
+    if reserved:  # e10 / e10-x are the folders of shortened schedules (schedule_variant): a variant there would share them
+        raise CmhashError(
+            f"presets/{method}_variants.yaml: variant name '{reserved[0]}' has the form of a shortened-schedule folder "
+            "(e<N> or e<N>-<variant>, made by --epochs); rename the variant"
+        )
     return list(secs), {k: v.description or "" for k, v in secs.items()}, {k: v.compare_with for k, v in secs.items() if v.compare_with}
 
 
