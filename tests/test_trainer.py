@@ -669,6 +669,18 @@ def test_a_dataset_default_split_has_its_parameters_for_every_method(monkeypatch
     assert split.sizes() == {"query": 7, "database": 53, "train": 30}
 
 
+def test_a_dataset_default_split_parameter_stays_a_default_not_a_request(monkeypatch):
+    """Fashion's default num_train=5000 equals the protocol's own default: on a smaller Fashion (a
+    user's styles.csv) it must be clipped as a default is, not refused as if the user had asked for it."""
+    from cmhash.experiments import run as run_mod
+
+    monkeypatch.setitem(run_mod.DEFAULT_SPLIT_PARAMS, "synthetic", {"num_query": 7, "num_train": 5000})
+    _, split = run_mod.load_run_data("synthetic", options={"n": 60})
+    assert split.sizes() == {"query": 7, "database": 53, "train": 53}
+    with pytest.raises(DataError, match="num_train=5000 requested"):  # asked for by the user: still refused
+        run_mod.load_run_data("synthetic", options={"n": 60}, split_params={"num_train": 5000})
+
+
 def test_report_against_an_unknown_method_is_refused_with_the_known_ones(tmp_path, capsys):
     (tmp_path / "runs").mkdir()
     assert cli(["reproduce", "report", "--out", str(tmp_path / "runs"), "--against", "nosuch"]) == 2
