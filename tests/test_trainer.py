@@ -358,6 +358,17 @@ def test_methods_are_compared_with_cmfh_paired_by_seed():
     assert R.paired_against_markdown(rows, "wiki", "cmfh") == ""
 
 
+def test_a_baseline_run_only_at_a_shortened_schedule_is_still_the_against_baseline():
+    """On MIRFlickr DJSRH ran only at 10 epochs (folder e10): that is its row of the main table, so
+    `--against djsrh` must compare with it rather than print nothing."""
+    from cmhash.experiments import grid as R
+
+    rows = [dict(method="djsrh", variant="e10", dataset="mirflickr", bits=16, seed=s, i2t=0.80, t2i=0.70) for s in (0, 1)]
+    rows += [dict(method="kdh", variant="kdh", dataset="mirflickr", bits=16, seed=s, i2t=0.85, t2i=0.75) for s in (0, 1)]
+    md = R.paired_against_markdown(rows, "mirflickr", "djsrh")
+    assert "| KDH | +0.050 / +0.050 (2/2, 2/2) ✓ | 1 of 1 |" in md and "DJSRH [e10] |" not in md
+
+
 def test_map_over_the_whole_ranking_and_recall_tables_come_from_the_recorded_metrics():
     from cmhash.experiments import grid as R
 
