@@ -344,6 +344,8 @@ def test_the_order_of_the_papers_methods_is_compared_with_the_papers(tmp_path):
     md = R.order_markdown(rows, "wiki", ref)
     assert "| 16 | I→T | 3 | C > B > A | A > B > C | -1.00 |" in md and "T→I" not in md  # no paper T→I column
     assert R.order_markdown(rows[:2], "wiki", ref) == ""  # fewer than 3 methods: no order to compare
+    tied = [dict(r, i2t=0.2) for r in rows]
+    assert "n/a (ties)" in R.order_markdown(tied, "wiki", ref) and "nan" not in R.order_markdown(tied, "wiki", ref)
 
 
 def test_methods_are_compared_with_cmfh_paired_by_seed():

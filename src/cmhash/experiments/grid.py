@@ -647,7 +647,8 @@ def order_markdown(rows, dataset: str, ref_dir: Path | None = None) -> str:
             tau = kendalltau([ours[k] for k in keys], [theirs[k] for k in keys]).statistic
             mine_order = " > ".join(label(*k) for k in sorted(keys, key=lambda k: -ours[k]))
             paper_order = " > ".join(k[0].upper() for k in sorted(keys, key=lambda k: -theirs[k]))
-            lines.append(f"| {b} | {arrow} | {len(keys)} | {mine_order} | {paper_order} | {tau:+.2f} |")
+            tau_text = "n/a (ties)" if not np.isfinite(tau) else f"{tau:+.2f}"
+            lines.append(f"| {b} | {arrow} | {len(keys)} | {mine_order} | {paper_order} | {tau_text} |")
     return "\n".join(lines) + "\n" if len(lines) > 2 else ""
 
 
