@@ -178,6 +178,11 @@ def test_sparse_aware_linear_inference_uses_a_transposed_copy_that_follows_weigh
     dense.load_state_dict(sparse.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(sparse(x), dense(x), rtol=1e-5, atol=1e-6)
+    sparse.weight.data.mul_(2.0)  # through .data: no version bump; a mode switch (eval before evaluating) drops the copy
+    sparse.eval()
+    dense.load_state_dict(sparse.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(sparse(x), dense(x), rtol=1e-5, atol=1e-6)
 
 
 def test_sparse_aware_linear_with_a_frozen_weight_still_passes_gradients_to_its_input_and_bias():

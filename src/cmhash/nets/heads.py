@@ -70,6 +70,12 @@ class SparseAwareLinear(nn.Linear):
         w_active.register_hook(lambda grad, cols=cols: self._scatter_grad(cols, grad))
         return F.linear(xs, w_active, self.bias)
 
+    def train(self, mode: bool = True):
+        """Switching mode drops the inference copy: weights edited in place through ``.data`` (which
+        does not bump their version) are then seen by the next evaluation, not the stale copy."""
+        self._weight_t = None
+        return super().train(mode)
+
     @torch.no_grad()
     def _inference_product(self, xs: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """``xs @ W[:, cols].T + b`` from a transposed copy of the weight, made once per weight version.
