@@ -172,3 +172,10 @@ def test_dry_run_pair_identity_and_bad_metric(trained, tmp_path, capsys):
     assert B.backfill_run(f8k).status == "skipped"
     assert cli(["reproduce", "backfill", "--out", str(root), "--metrics", "map@10", "--no-progress"]) == 2
     assert "cannot backfill map@10 (known: map@all)" in capsys.readouterr().err
+
+
+def test_a_mistyped_dataset_in_data_root_is_refused(tmp_path, capsys):
+    (tmp_path / "runs").mkdir()
+    assert cli(["reproduce", "backfill", "--out", str(tmp_path / "runs"), "--data-root", "wikk=/x", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown dataset 'wikk'" in err and "wiki" in err

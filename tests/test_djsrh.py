@@ -178,6 +178,31 @@ def test_sparse_aware_linear_inference_uses_a_transposed_copy_that_follows_weigh
     dense.load_state_dict(sparse.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(sparse(x), dense(x), rtol=1e-5, atol=1e-6)
+    sparse.weight.data.mul_(2.0)  # through .data: no version bump; a mode switch (eval before evaluating) drops the copy
+    sparse.eval()
+    dense.load_state_dict(sparse.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(sparse(x), dense(x), rtol=1e-5, atol=1e-6)
+
+
+def test_sparse_aware_linear_with_a_frozen_weight_still_passes_gradients_to_its_input_and_bias():
+    """A frozen weight is not inference: gradients w.r.t. a trainable bias and the (active) input columns must flow."""
+    torch.manual_seed(2)
+    sparse = SparseAwareLinear(200, 50)
+    dense = torch.nn.Linear(200, 50)
+    dense.load_state_dict(sparse.state_dict())
+    for lin in (sparse, dense):
+        lin.weight.requires_grad_(False)
+    x = (torch.rand(8, 200) < 0.02).float()
+    xs, xd = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ys, yd = sparse(xs), dense(xd)
+    assert ys.requires_grad
+    g = torch.randn_like(yd)
+    ys.backward(g)
+    yd.backward(g)
+    torch.testing.assert_close(sparse.bias.grad, dense.bias.grad, rtol=1e-5, atol=1e-6)
+    active = (x != 0).any(dim=0)  # the sparse path differentiates the active columns only (input = data)
+    torch.testing.assert_close(xs.grad[:, active], xd.grad[:, active], rtol=1e-5, atol=1e-6)
 
 
 def test_mlp_hash_net_shapes_and_default_init_matches_the_official_uniform_bound():

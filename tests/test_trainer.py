@@ -314,6 +314,25 @@ def test_a_shortened_schedule_is_its_own_variant_and_reported_as_the_method(tmp_
     assert R.variant_description("jdsh", "e10-no-dsdw", {"no-dsdw": "no DSDW"}) == "no DSDW, 10 epochs"
 
 
+def test_a_variants_file_may_not_name_a_variant_like_a_schedule_folder(monkeypatch):
+    """``e10`` is the folder of the method's own settings at 10 epochs: a real variant of that name
+    would share it (runs reused as the other experiment, reported under the wrong label)."""
+    from types import SimpleNamespace
+
+    import cmhash.presets as P
+    from cmhash.errors import CmhashError
+    from cmhash.experiments import grid as R
+
+    fake = {"default": SimpleNamespace(description="", compare_with=None), "e10": SimpleNamespace(description="ten", compare_with=None)}
+    monkeypatch.setattr(P, "has_presets", lambda name: name == "djsrh_variants")
+    monkeypatch.setattr(P, "sections", lambda name: fake)
+    with pytest.raises(CmhashError, match=r"djsrh_variants.*'e10'.*schedule"):
+        R.plan("djsrh", "wiki", [16], [0], epochs=10)
+    fake["e10-x"] = fake.pop("e10")
+    with pytest.raises(CmhashError, match=r"'e10-x'"):
+        R.variant_info("djsrh")
+
+
 def test_the_order_of_the_papers_methods_is_compared_with_the_papers(tmp_path):
     from cmhash.experiments import grid as R
 
@@ -325,6 +344,8 @@ def test_the_order_of_the_papers_methods_is_compared_with_the_papers(tmp_path):
     md = R.order_markdown(rows, "wiki", ref)
     assert "| 16 | I→T | 3 | C > B > A | A > B > C | -1.00 |" in md and "T→I" not in md  # no paper T→I column
     assert R.order_markdown(rows[:2], "wiki", ref) == ""  # fewer than 3 methods: no order to compare
+    tied = [dict(r, i2t=0.2) for r in rows]
+    assert "n/a (ties)" in R.order_markdown(tied, "wiki", ref) and "nan" not in R.order_markdown(tied, "wiki", ref)
 
 
 def test_methods_are_compared_with_cmfh_paired_by_seed():
@@ -337,6 +358,17 @@ def test_methods_are_compared_with_cmfh_paired_by_seed():
     md = R.paired_against_markdown(rows, "mirflickr", "cmfh")
     assert "| KDH | +0.005 / +0.050 (1/2, 2/2) ✓ | +0.050 / +0.020 (1/1, 1/1) ✓ | 2 of 2 |" in md
     assert R.paired_against_markdown(rows, "wiki", "cmfh") == ""
+
+
+def test_a_baseline_run_only_at_a_shortened_schedule_is_still_the_against_baseline():
+    """On MIRFlickr DJSRH ran only at 10 epochs (folder e10): that is its row of the main table, so
+    `--against djsrh` must compare with it rather than print nothing."""
+    from cmhash.experiments import grid as R
+
+    rows = [dict(method="djsrh", variant="e10", dataset="mirflickr", bits=16, seed=s, i2t=0.80, t2i=0.70) for s in (0, 1)]
+    rows += [dict(method="kdh", variant="kdh", dataset="mirflickr", bits=16, seed=s, i2t=0.85, t2i=0.75) for s in (0, 1)]
+    md = R.paired_against_markdown(rows, "mirflickr", "djsrh")
+    assert "| KDH | +0.050 / +0.050 (2/2, 2/2) ✓ | 1 of 1 |" in md and "DJSRH [e10] |" not in md
 
 
 def test_map_over_the_whole_ranking_and_recall_tables_come_from_the_recorded_metrics():
@@ -650,8 +682,48 @@ def test_a_dataset_default_split_has_its_parameters_for_every_method(monkeypatch
     assert split.sizes() == {"query": 7, "database": 53, "train": 30}
 
 
+def test_a_dataset_default_split_parameter_stays_a_default_not_a_request(monkeypatch):
+    """Fashion's default num_train=5000 equals the protocol's own default: on a smaller Fashion (a
+    user's styles.csv) it must be clipped as a default is, not refused as if the user had asked for it."""
+    from cmhash.experiments import run as run_mod
+
+    monkeypatch.setitem(run_mod.DEFAULT_SPLIT_PARAMS, "synthetic", {"num_query": 7, "num_train": 5000})
+    _, split = run_mod.load_run_data("synthetic", options={"n": 60})
+    assert split.sizes() == {"query": 7, "database": 53, "train": 53}
+    with pytest.raises(DataError, match="num_train=5000 requested"):  # asked for by the user: still refused
+        run_mod.load_run_data("synthetic", options={"n": 60}, split_params={"num_train": 5000})
+
+
 def test_report_against_an_unknown_method_is_refused_with_the_known_ones(tmp_path, capsys):
     (tmp_path / "runs").mkdir()
     assert cli(["reproduce", "report", "--out", str(tmp_path / "runs"), "--against", "nosuch"]) == 2
     err = capsys.readouterr().err
     assert "nosuch" in err and "cmfh" in err
+
+
+def test_resume_is_refused_when_the_split_changed_since_the_checkpoint(tmp_path, monkeypatch):
+    """A default split parameter that changed (Fashion's num_query 2000 -> 1000) must not silently
+    continue an interrupted run on another training set: the recorded split is compared on resume."""
+    ds = tiny()
+    old = {"split": {"protocol": "random", "params": {"num_query": 2000, "num_train": 5000}, "seed": 0,
+                     "sizes": {"query": 40, "database": 120, "train": 120}, "dataset": {"fingerprint": "abc"}}}  # fmt: skip
+    orig = Trainer._run_epoch
+
+    def crash_in_epoch_2(self, epoch, *args):
+        if epoch == 2:
+            raise KeyboardInterrupt("simulated kill")
+        return orig(self, epoch, *args)
+
+    monkeypatch.setattr(Trainer, "_run_epoch", crash_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        m = _method()
+        Trainer(m, ds, _cfg(tmp_path), spec=m.input_spec_for(ds), meta=old).fit()
+    monkeypatch.setattr(Trainer, "_run_epoch", orig)
+    new = json.loads(json.dumps(old))
+    new["split"]["params"]["num_query"] = 1000
+    m = _method()
+    with pytest.raises(CmhashError, match=r"cannot resume.*split.*num_query.*2000.*1000"):
+        Trainer(m, ds, _cfg(tmp_path, resume=True), spec=m.input_spec_for(ds), meta=new).fit()
+    m = _method()  # the same split resumes
+    Trainer(m, ds, _cfg(tmp_path, resume=True), spec=m.input_spec_for(ds), meta=old).fit()
+    assert read_payload(tmp_path / "checkpoint.pt")["finished"]

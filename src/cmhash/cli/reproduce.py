@@ -322,6 +322,11 @@ def _per_dataset(items, flag: str):
         name, path = (name.strip(), path.strip()) if sep else ("*", item.strip())
         if not name or not path:
             raise UsageError(f"{flag} expects [DATASET=]PATH, got '{item}'")
+        if name != "*":
+            from cmhash.data import SOURCES
+
+            if name not in SOURCES.names():  # a typo would otherwise be ignored silently
+                raise UsageError(f"{flag} {item}: unknown dataset '{name}' (known: {', '.join(sorted(SOURCES.names()))})")
         out[name] = path
     return out
 

@@ -28,7 +28,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from cmhash.errors import MissingFileError
+from cmhash.errors import CmhashError, MissingFileError
 from cmhash.io import atomic_open
 
 #: What the paper's protocol was per dataset (table captions; ours is read from each run's metrics.json).
@@ -78,6 +78,7 @@ def schedule_variant(method: str, variant: str, epochs: int | None) -> str:
     """
     if not epochs or "epochs" not in _defaults(method):
         return variant
+    variant_info(method)  # refuses a variants file whose names take the form of these folders
     return f"e{int(epochs)}" if variant == method else f"e{int(epochs)}-{variant}"
 
 
@@ -504,6 +505,12 @@ def variant_info(method: str) -> tuple[list[str], dict[str, str], dict[str, str]
     if not has_presets(f"{method}_variants"):
         return [], {}, {}
     secs = {k: v for k, v in sections(f"{method}_variants").items() if k != "default"}
+    reserved = [k for k in secs if _SCHEDULE.fullmatch(k)]
+    if reserved:  # e10 / e10-x are the folders of shortened schedules (schedule_variant): a variant there would share them
+        raise CmhashError(
+            f"presets/{method}_variants.yaml: variant name '{reserved[0]}' has the form of a shortened-schedule folder "
+            "(e<N> or e<N>-<variant>, made by --epochs); rename the variant"
+        )
     return list(secs), {k: v.description or "" for k, v in secs.items()}, {k: v.compare_with for k, v in secs.items() if v.compare_with}
 
 
@@ -670,7 +677,8 @@ def order_markdown(rows, dataset: str, ref_dir: Path | None = None) -> str:
             tau = kendalltau([ours[k] for k in keys], [theirs[k] for k in keys]).statistic
             mine_order = " > ".join(label(*k) for k in sorted(keys, key=lambda k: -ours[k]))
             paper_order = " > ".join(k[0].upper() for k in sorted(keys, key=lambda k: -theirs[k]))
-            lines.append(f"| {b} | {arrow} | {len(keys)} | {mine_order} | {paper_order} | {tau:+.2f} |")
+            tau_text = "n/a (ties)" if not np.isfinite(tau) else f"{tau:+.2f}"
+            lines.append(f"| {b} | {arrow} | {len(keys)} | {mine_order} | {paper_order} | {tau_text} |")
     return "\n".join(lines) + "\n" if len(lines) > 2 else ""
 
 
@@ -681,10 +689,13 @@ def paired_against_markdown(rows, dataset: str, baseline: str) -> str:
     direction; a trailing ✓ marks a length where both mean differences are positive.
     """
     mine = group(rows, dataset=dataset)
-    base = {(r["bits"], r["seed"]): r for r in mine if (r["method"], r["variant"]) == (baseline, baseline)}
+    # the baseline's row of the main table: its own settings, else its one shortened schedule (e10)
+    rows_of = [p for p in table_pairs(mine) if p[0] == baseline]
+    base_pair = (baseline, baseline) if (baseline, baseline) in rows_of else (rows_of[0] if len(rows_of) == 1 else None)
+    base = {(r["bits"], r["seed"]): r for r in mine if (r["method"], r["variant"]) == base_pair}
     if not base:
         return ""
-    pairs = [p for p in table_pairs(mine) if p != (baseline, baseline)]
+    pairs = [p for p in table_pairs(mine) if p != base_pair]
     bits = sorted({b for b, _ in base})
     lines = ["| method | " + " | ".join(f"{b} bits: Δ I→T / Δ T→I (seeds won)" for b in bits) + " | lengths won both ways |",
              "|---|" + "---|" * (len(bits) + 1)]  # fmt: skip

@@ -75,7 +75,7 @@ def load_run_data(
     in feature mode), so the dataset's ready-made features are attached when ``features`` is None.
     """
     from cmhash.data import load_dataset
-    from cmhash.data.splits import Split, make_split
+    from cmhash.data.splits import PROTOCOLS, Split, make_split
     from cmhash.features.attach import attach_features, default_features
     from cmhash.inference.inputs import labels_from_groups
 
@@ -98,6 +98,10 @@ def load_run_data(
         return ds, Split.load(split_file, dataset=ds)
     protocol = split or run.get("split") or DEFAULT_SPLITS.get(ds.name, "djsrh")
     params = dict(DEFAULT_SPLIT_PARAMS.get(ds.name, {})) if protocol == DEFAULT_SPLITS.get(ds.name) else {}
+    # a dataset default equal to the protocol's own adds nothing, but passed explicitly it would turn
+    # a default (clipped to a small database) into a request (refused there): leave those to the protocol
+    own = PROTOCOLS[protocol][1] if protocol in PROTOCOLS else {}
+    params = {k: v for k, v in params.items() if k not in own or own[k] != v}
     params.update(run.get("split_params") or {})
     params.update(split_params or {})
     return ds, make_split(ds, protocol, seed=seed, **params)

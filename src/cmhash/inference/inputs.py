@@ -22,9 +22,9 @@ from cmhash.errors import CmhashError, DataError, MissingFileError
 
 def labels_from_groups(ds):
     """Pair-identity data (Flickr8k): relevance = same group, as one-hot labels."""
-    _, inv = np.unique(ds.groups, return_inverse=True)
-    labels = np.zeros((len(ds), int(inv.max()) + 1), dtype=np.uint8)
-    labels[np.arange(len(ds)), inv] = 1
+    from cmhash.data.dataset import supervision_labels
+
+    labels = supervision_labels(None, ds.groups, ds.name)
     meta = dict(ds.meta, relevance="same group (pair identity)")
     return dataclasses.replace(ds, labels=labels, meta=meta)
 

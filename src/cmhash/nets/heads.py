@@ -60,12 +60,21 @@ class SparseAwareLinear(nn.Linear):
             return F.linear(x, self.weight, self.bias)
         xs = x.index_select(1, cols)
         if not training:
-            return self._inference_product(xs, cols)
+            if not torch.is_grad_enabled() or not (xs.requires_grad or (self.bias is not None and self.bias.requires_grad)):
+                return self._inference_product(xs, cols)
+            # a frozen weight under autograd: the input or the bias still wants its gradient
+            return F.linear(xs, self.weight.index_select(1, cols), self.bias)
         if self.sparse_mode == "autograd":
             return F.linear(xs, self.weight.index_select(1, cols), self.bias)
         w_active = self.weight.detach().index_select(1, cols).requires_grad_()
         w_active.register_hook(lambda grad, cols=cols: self._scatter_grad(cols, grad))
         return F.linear(xs, w_active, self.bias)
+
+    def train(self, mode: bool = True):
+        """Switching mode drops the inference copy: weights edited in place through ``.data`` (which
+        does not bump their version) are then seen by the next evaluation, not the stale copy."""
+        self._weight_t = None
+        return super().train(mode)
 
     @torch.no_grad()
     def _inference_product(self, xs: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:

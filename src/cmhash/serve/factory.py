@@ -18,7 +18,12 @@ SWITCH_INTERVAL = 0.0003
 
 
 def load_service(config: dict[str, Any]):
-    """(index, app) for ``config``: index path, checkpoint, backend overrides, threads, upload limit, API key."""
+    """(index, app) for ``config``: index path, checkpoint, backend overrides, threads, upload limit, API key.
+
+    It tunes the whole process for serving (GIL switch interval, torch threads, ``gc.freeze`` of
+    what it loaded), so call it in the process that serves (``cmhash serve`` does), not inside
+    another application.
+    """
     sys.setswitchinterval(SWITCH_INTERVAL)
     threads = config.get("threads")
     if threads:

@@ -163,6 +163,30 @@ class EpochLog:
             self.tb.close()
 
 
+def _split_changes(old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[str]:
+    """How the split a run resumes with differs from the one its checkpoint trained on (empty: same, or unknown).
+
+    The split is recomputed from protocol, parameters and seed on every start, so a changed default
+    (a dataset's default parameters, a preset's) would otherwise continue the run on other pairs.
+    """
+    if not old or not new:  # checkpoints from before splits were recorded, or a run without one
+        return []
+    out = []
+    for key in ("protocol", "seed"):
+        if old.get(key) != new.get(key):
+            out.append(f"split {key} {old.get(key)!r} != {new.get(key)!r}")
+    a, b = old.get("params") or {}, new.get("params") or {}
+    for k in sorted(set(a) | set(b)):
+        if a.get(k) != b.get(k):
+            out.append(f"split {k} {a.get(k)!r} != {b.get(k)!r}")
+    fa, fb = (old.get("dataset") or {}).get("fingerprint"), (new.get("dataset") or {}).get("fingerprint")
+    if fa and fb and fa != fb:
+        out.append(f"split dataset fingerprint {fa} != {fb}")
+    if not out and old.get("sizes") and new.get("sizes") and old["sizes"] != new["sizes"]:
+        out.append(f"split sizes {old['sizes']} != {new['sizes']}")
+    return out
+
+
 # ---------------------------------------------------------------------------- trainer
 class Trainer:
     """Runs :class:`TrainConfig` for a deep method (``cmhash.methods.deep.DeepHashMethod``) on a training :class:`PairedDataset`.
@@ -241,6 +265,7 @@ class Trainer:
         for k in ("seed", "batch_size", "epochs"):
             if k in cfg and cfg[k] != getattr(self.config, k):
                 problems.append(f"{k} {cfg[k]} != {getattr(self.config, k)}")
+        problems += _split_changes((payload.get("meta") or {}).get("split"), self.meta.get("split"))
         if problems:
             raise CmhashError(
                 f"{payload['path']}: cannot resume, the checkpoint was made with other settings ({'; '.join(problems[:5])}). "
