@@ -239,18 +239,7 @@ def load_chance(root: Path, dataset: str) -> dict[str, Any] | None:
     return read_json(path) if path.is_file() else None
 
 
-def chance_values(chance: dict[str, Any] | None, bits: int, task: str, metric: str, seeds: Sequence[int] | None = None) -> list[float]:
-    """Per-seed means (over draws) of ``metric`` for ``bits``/``task``, restricted to ``seeds`` when given."""
-    if not chance:
-        return []
-    return [
-        float(e[task][metric]["mean"])
-        for e in chance.get("entries", [])
-        if e.get("bits") == bits and (seeds is None or e.get("seed") in seeds) and metric in (e.get(task) or {})
-    ]
-
-
 __all__ = [
-    "CHANCE_JSON", "SplitMismatchError", "chance_report", "chance_values", "check_same_split", "dataset_chance", "draw_key",
+    "CHANCE_JSON", "SplitMismatchError", "chance_report", "check_same_split", "dataset_chance", "draw_key",
     "grid_chance", "load_chance", "random_codes", "random_codes_map", "rebuild_split", "split_fingerprint",
 ]  # fmt: skip

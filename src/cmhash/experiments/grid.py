@@ -538,10 +538,19 @@ def label(method: str, variant: str) -> str:
 
 
 # ---------------------------------------------------------------------------- tables
+def chance_values(chance: dict[str, Any] | None, bits: int, task: str, metric: str, seeds: Sequence[int] | None = None) -> list[float]:
+    """Per-seed means (over draws) of ``metric`` for ``bits``/``task``, restricted to ``seeds`` when given."""
+    if not chance:
+        return []
+    return [
+        float(e[task][metric]["mean"])
+        for e in chance.get("entries", [])
+        if e.get("bits") == bits and (seeds is None or e.get("seed") in seeds) and metric in (e.get(task) or {})
+    ]
+
+
 def chance_row(chance: dict[str, Any] | None, bits: Sequence[int], tasks: Sequence[str], metric: str, seeds: Sequence[int], suffix=lambda v: v) -> str | None:
     """The "random codes" table row from ``chance.json`` (mean ± std over the table's seeds), or None when absent."""
-    from cmhash.experiments.chance import chance_values
-
     if not chance:
         return None
     have = sorted({e["seed"] for e in chance.get("entries", []) if e.get("seed") in seeds and e.get("bits") in bits})
