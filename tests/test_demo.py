@@ -139,3 +139,11 @@ def test_help_teaches():
     text = sub.choices["demo"].format_help()
     for word in ("SYNTHETIC", "mAP@50", "--signal", "--bits", "examples:", "results.json"):
         assert word in text
+
+
+def test_demo_with_a_deep_method_and_its_progress_bar(tmp_path, capsys):
+    """The README's `make demo` path: a deep method trained through the trainer with a tqdm bar as its progress callback."""
+    rc = main(["demo", "--n", "600", "--bits", "8", "--method", "djsrh", "--seed", "1", "--out", str(tmp_path / "demo")])
+    assert rc == 0
+    assert (tmp_path / "demo" / "djsrh-8bits" / "checkpoint.pt").is_file()
+    assert "djsrh" in capsys.readouterr().out

@@ -31,7 +31,7 @@ import csv
 import io
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -233,7 +233,8 @@ class Trainer:
             "epochs": int(self.config.epochs),
             "finished": finished,
             "history": self.history,
-            "train_config": {k: (bool(v) if k == "progress" else v) for k, v in asdict(self.config).items()},
+            # field by field, not asdict(): asdict deep-copies, and a progress callback may hold a stream (the demo's bar)
+            "train_config": {f.name: (bool(v) if f.name == "progress" else v) for f in fields(self.config) for v in [getattr(self.config, f.name)]},
         }
         if not finished:
             payload["optimizers"] = {k: o.state_dict() for k, o in self.optimizers.items()}
