@@ -727,3 +727,14 @@ def test_resume_is_refused_when_the_split_changed_since_the_checkpoint(tmp_path,
     m = _method()  # the same split resumes
     Trainer(m, ds, _cfg(tmp_path, resume=True), spec=m.input_spec_for(ds), meta=old).fit()
     assert read_payload(tmp_path / "checkpoint.pt")["finished"]
+
+
+def test_precision_curves_include_a_method_run_only_at_a_shortened_schedule(tmp_path):
+    from cmhash.experiments import grid as R
+
+    curves = {"ranks": [1, 50], "i2t_precision": [0.9, 0.8], "t2i_precision": [0.7, 0.6]}
+    rows = [dict(method="djsrh", variant="e10", dataset="wiki", bits=16, seed=0, i2t=0.2, t2i=0.3, curves=curves)]
+    rows += [dict(method="cmfh", variant="cmfh", dataset="wiki", bits=16, seed=0, i2t=0.2, t2i=0.3, curves=curves)]
+    md = R.curves_markdown(rows, "wiki")
+    assert "| DJSRH [e10] | I→T | 0.900 | 0.800 |" in md and "| CMFH | T→I | 0.700 | 0.600 |" in md
+    assert R.plot_curves(rows, "wiki", tmp_path / "c.png").stat().st_size > 1000

@@ -819,7 +819,8 @@ def plot_curves(rows, dataset: str, path: Path, bits: int | None = None) -> Path
     b = curve_bits(rows, dataset, bits)
     if b is None:
         return None
-    mine = [r for r in group(rows, dataset=dataset, bits=b) if r.get("curves") and r["variant"] == r["method"]]
+    main = set(table_pairs(rows, dataset))
+    mine = [r for r in group(rows, dataset=dataset, bits=b) if r.get("curves") and (r["method"], r["variant"]) in main]
     if not mine:
         return None
     import matplotlib
@@ -829,11 +830,12 @@ def plot_curves(rows, dataset: str, path: Path, bits: int | None = None) -> Path
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for ax, task, title in ((axes[0], "i2t", "Image → Text"), (axes[1], "t2i", "Text → Image")):
-        for method in sorted({r["method"] for r in mine}):
-            rs = [r for r in mine if r["method"] == method]
+        for i, (method, variant) in enumerate(sorted({(r["method"], r["variant"]) for r in mine})):
+            rs = [r for r in mine if (r["method"], r["variant"]) == (method, variant)]
             ranks = rs[0]["curves"]["ranks"]
             prec = np.mean([r["curves"][f"{task}_precision"] for r in rs if r["curves"]["ranks"] == ranks], axis=0)
-            ax.plot(ranks, prec, marker="o", markersize=3, label=f"{method.upper()} ({len(rs)} seeds)")
+            style = {"color": plt.get_cmap("tab10")(i % 10), "linestyle": ("-", "--", ":")[i // 10 % 3]}  # distinct past 10 methods
+            ax.plot(ranks, prec, marker="o", markersize=3, **style, label=f"{label(method, variant)} ({len(rs)} seed{'s' if len(rs) > 1 else ''})")
         ax.set_title(f"{dataset}, {b} bits: {title}")
         ax.set_xlabel("R (top-R retrieved)")
         ax.grid(alpha=0.3)
@@ -853,17 +855,18 @@ def plot_curves(rows, dataset: str, path: Path, bits: int | None = None) -> Path
 def curves_markdown(rows, dataset: str, bits: int | None = None, ranks_shown=(1, 50, 100, 500, 1000, 2000, 5000)) -> str:
     """Precision@top-R per method at the plot's code length (mean over seeds)."""
     b = curve_bits(rows, dataset, bits)
-    mine = [r for r in group(rows, dataset=dataset, bits=b) if r.get("curves") and r["variant"] == r["method"]] if b else []
+    main = set(table_pairs(rows, dataset))
+    mine = [r for r in group(rows, dataset=dataset, bits=b) if r.get("curves") and (r["method"], r["variant"]) in main] if b else []
     if not mine:
         return ""
     ranks = mine[0]["curves"]["ranks"]
     show = [R for R in ranks_shown if R in ranks]
     lines = [f"| method ({b} bits) | task | " + " | ".join(f"P@{R}" for R in show) + " |", "|---|---|" + "---|" * len(show)]
-    for method in sorted({r["method"] for r in mine}):
-        rs = [r for r in mine if r["method"] == method and r["curves"]["ranks"] == ranks]
+    for method, variant in sorted({(r["method"], r["variant"]) for r in mine}):
+        rs = [r for r in mine if (r["method"], r["variant"]) == (method, variant) and r["curves"]["ranks"] == ranks]
         for task in ("i2t", "t2i"):
             prec = np.mean([r["curves"][f"{task}_precision"] for r in rs], axis=0)
-            lines.append(f"| {method.upper()} | {task.upper().replace('2', '→')} | " + " | ".join(f"{prec[ranks.index(R)]:.3f}" for R in show) + " |")
+            lines.append(f"| {label(method, variant)} | {task.upper().replace('2', '→')} | " + " | ".join(f"{prec[ranks.index(R)]:.3f}" for R in show) + " |")
     return "\n".join(lines) + "\n"
 
 
