@@ -106,10 +106,9 @@ def _dataset(ckpt, data_root, features):
     return _DATASETS[key]
 
 
-def recompute(run_dir: Path, m: dict[str, Any], *, data_root=None, features=None):
-    """``(report, checkpoint)``: the run's evaluation redone from its checkpoint under its recorded protocol (``full_map=True``)."""
-    from cmhash import metrics
-    from cmhash.experiments.evaluation import MAP_TOPK
+def rebuild_test_split(run_dir: Path, m: dict[str, Any], *, data_root=None, features=None):
+    """``(checkpoint, split, queries, database)`` of a finished run, rebuilt from its checkpoint (the
+    path ``cmhash encode --checkpoint`` takes); labelled data only. Shared by backfill and chance."""
     from cmhash.inference import load_checkpoint
     from cmhash.inference.inputs import checkpoint_split
 
@@ -122,6 +121,15 @@ def recompute(run_dir: Path, m: dict[str, Any], *, data_root=None, features=None
     q, d = ds.subset(split.query), ds.subset(split.database)
     if q.labels is None:
         raise DataError(f"{run_dir}: dataset '{ds.name}' has no labels, so mAP cannot be computed")
+    return ckpt, split, q, d
+
+
+def recompute(run_dir: Path, m: dict[str, Any], *, data_root=None, features=None):
+    """``(report, checkpoint)``: the run's evaluation redone from its checkpoint under its recorded protocol (``full_map=True``)."""
+    from cmhash import metrics
+    from cmhash.experiments.evaluation import MAP_TOPK
+
+    ckpt, _, q, d = rebuild_test_split(run_dir, m, data_root=data_root, features=features)
     codes = [ckpt.encode(part, mod) for part, mod in ((q, "image"), (q, "text"), (d, "image"), (d, "text"))]
     p = m.get("protocol") or {}
     opts = {k: p[k] for k in ("denominator", "normalize", "tie_break", "radius") if p.get(k) is not None}
@@ -300,4 +308,4 @@ def summary(outcomes: Sequence[Outcome], dry_run: bool = False) -> str:
     return line
 
 
-__all__ = ["BACKFILLABLE", "TOLERANCE", "MismatchError", "Outcome", "backfill", "backfill_run", "check_metrics", "missing", "recompute", "select", "summary", "verify"]
+__all__ = ["BACKFILLABLE", "TOLERANCE", "MismatchError", "Outcome", "backfill", "backfill_run", "check_metrics", "missing", "rebuild_test_split", "recompute", "select", "summary", "verify"]

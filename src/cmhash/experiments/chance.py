@@ -134,19 +134,9 @@ def _source_run(root: Path, runs) -> tuple[Any, dict[str, Any]]:
 
 def rebuild_split(run_dir: Path, m: dict[str, Any], *, data_root=None, features=None):
     """``(query_labels, db_labels, split)`` of a run, from its checkpoint (the path backfill takes), sizes checked."""
-    from cmhash.experiments.backfill import _dataset, _per_dataset
-    from cmhash.inference import load_checkpoint
-    from cmhash.inference.inputs import checkpoint_split
+    from cmhash.experiments.backfill import rebuild_test_split
 
-    ckpt = load_checkpoint(run_dir)
-    if not ckpt.finished:
-        raise DataError(f"{run_dir}: its checkpoint is not a finished run (epoch {ckpt.epoch} of {ckpt.epochs})")
-    dataset = (ckpt.meta.get("dataset") or {}).get("name") or m.get("dataset")
-    ds = _dataset(ckpt, _per_dataset(data_root, dataset), _per_dataset(features, dataset))
-    split = checkpoint_split(ckpt, ds)
-    q, d = ds.subset(split.query), ds.subset(split.database)
-    if q.labels is None:
-        raise DataError(f"{run_dir}: dataset '{ds.name}' has no labels, so mAP cannot be computed")
+    _, split, q, d = rebuild_test_split(run_dir, m, data_root=data_root, features=features)
     for t in TASKS:
         for size, n in (("n_queries", len(q)), ("n_database", len(d))):
             rec = (m.get(t) or {}).get(size)
