@@ -21,18 +21,13 @@ from cmhash.experiments.grid import LOCK
 
 torch.set_num_threads(1)
 
-RUNS = {"djsrh": "synthetic/djsrh/djsrh/16bits/seed0", "cmfh": "synthetic/cmfh/cmfh/16bits/seed0"}
-COMMON = ["--dataset", "synthetic", "-o", "n=240", "--split-param", "num_query=48", "--bits", "16", "--no-progress", "--threads", "1"]
+from grid_fixtures import RUNS, train_tiny_grid
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """A grid folder with one finished DJSRH and one CMFH run, metrics as training recorded them."""
-    root = tmp_path_factory.mktemp("trained")
-    deep = ["train", "djsrh", *COMMON, "--epochs", "2", "--set", "hidden=32", "--num-val", "0", "--no-tensorboard"]
-    assert cli([*deep, "--out", str(root / RUNS["djsrh"])]) == 0
-    assert cli(["train", "cmfh", *COMMON, "--set", "iterations=5", "--out", str(root / RUNS["cmfh"])]) == 0
-    return root
+    return train_tiny_grid(tmp_path_factory.mktemp("trained"))
 
 
 def _old_runs(trained: Path, tmp_path: Path) -> tuple[Path, dict[str, dict]]:

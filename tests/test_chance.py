@@ -19,17 +19,12 @@ from cmhash.experiments import chance as C
 
 torch.set_num_threads(1)
 
-RUNS = {"djsrh": "synthetic/djsrh/djsrh/16bits/seed0", "cmfh": "synthetic/cmfh/cmfh/16bits/seed0"}
-COMMON = ["--dataset", "synthetic", "-o", "n=240", "--split-param", "num_query=48", "--bits", "16", "--no-progress", "--threads", "1"]
+from grid_fixtures import RUNS, train_tiny_grid
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("trained")
-    deep = ["train", "djsrh", *COMMON, "--epochs", "2", "--set", "hidden=32", "--num-val", "0", "--no-tensorboard"]
-    assert cli([*deep, "--out", str(root / RUNS["djsrh"])]) == 0
-    assert cli(["train", "cmfh", *COMMON, "--set", "iterations=5", "--out", str(root / RUNS["cmfh"])]) == 0
-    return root
+    return train_tiny_grid(tmp_path_factory.mktemp("trained"))
 
 
 @pytest.fixture
