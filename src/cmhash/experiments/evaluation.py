@@ -40,6 +40,38 @@ def evaluate_codes(q_image, q_text, db_image, db_text, q_labels, db_labels, *, c
     return out
 
 
+def code_health(codes: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Whether a run's codes carry information: ``({set: stats}, [warnings])``.
+
+    ``codes`` maps a name (``database_image``...) to its +-1 (or 0/1) codes. Per set: ``items``,
+    ``distinct`` codes, ``constant_bits`` (bits with one value over every item: they carry
+    nothing) and ``bit_balance`` (mean over bits of |mean of the bit|: 0 balanced, 1 constant).
+    A set whose codes are all identical (a collapsed model: every ranking is the same, the
+    mAP is chance) gets a warning that names it, and so does a ``database_*`` set with constant
+    bits; few distinct codes alone is not warned about (ten classes could be served by ten codes).
+    """
+    from cmhash.codes import to_pm1
+
+    stats: dict[str, dict[str, Any]] = {}
+    warnings: list[str] = []
+    for name, c in codes.items():
+        b = to_pm1(c, what=name)
+        if b.shape[0] == 0:
+            continue
+        mean = b.mean(axis=0, dtype=np.float64)
+        const = int(np.sum(np.abs(mean) == 1.0))
+        distinct = int(len(np.unique(np.packbits(b > 0, axis=1), axis=0)))
+        stats[name] = {"items": int(b.shape[0]), "distinct": distinct, "constant_bits": const, "bit_balance": float(np.abs(mean).mean())}
+        label = name.replace("_", " ")
+        if distinct == 1 and b.shape[0] > 1:
+            warnings.append(
+                f"collapsed codes: all {b.shape[0]} {label} codes are identical, so every ranking is the same and the mAP is chance"
+            )
+        elif const and name.startswith("database"):  # a query set is a sample of the same codes: said once
+            warnings.append(f"{const} of {b.shape[1]} bits are constant over the {b.shape[0]} {label} codes (they carry no information)")
+    return stats, warnings
+
+
 def evaluate_recall(q_image, q_text, db_image, db_text, q_groups, db_groups, *, embeddings: dict | None = None) -> dict[str, Any]:
     """Pair-identity data (Flickr8k): Recall@1/5/10 both ways by Hamming ranking.
 
@@ -82,4 +114,4 @@ def make_validator(ds, val_query: np.ndarray, val_db: np.ndarray):
 
 
 
-__all__ = ["CURVE_RANKS", "MAP_TOPK", "evaluate_codes", "evaluate_recall", "make_validator"]
+__all__ = ["CURVE_RANKS", "MAP_TOPK", "code_health", "evaluate_codes", "evaluate_recall", "make_validator"]

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from cmhash.errors import CmhashError, DataError
-from cmhash.experiments.evaluation import evaluate_codes, evaluate_recall, make_validator
+from cmhash.experiments.evaluation import code_health, evaluate_codes, evaluate_recall, make_validator
 from cmhash.experiments.settings import DEFAULT_SPLIT_PARAMS, DEFAULT_SPLITS
 from cmhash.io import write_json
 
@@ -223,6 +223,7 @@ def train_and_evaluate(
     else:
         raise DataError(f"{ds.name}: no labels and no pair groups, so nothing defines relevance (use a labelled or captioned dataset)")
     eval_seconds = time.perf_counter() - t_eval
+    health, code_warnings = code_health({"database_image": db_img, "database_text": db_txt, "query_image": q_img, "query_text": q_txt})
     history = [r for r in (getattr(method, "history", None) or []) if isinstance(r, dict)] if getattr(method, "deep", False) else []
     epoch_secs = [float(r["seconds"]) for r in history if "seconds" in r]
     overhead = sum(float(r.get("val_seconds", 0.0)) + float(r.get("checkpoint_seconds", 0.0)) for r in history)
@@ -246,6 +247,8 @@ def train_and_evaluate(
         "train_seconds_epochs": float(np.sum(epoch_secs)) if epoch_secs else None,
         "train_seconds_total": float(np.sum(epoch_secs) + overhead) if epoch_secs else None,
         "validation": {k: v for k, v in (last_val or {}).items() if k.startswith("val_") or k == "epoch"} or None,
+        "codes": health,
+        "warnings": code_warnings,
         "curves": result.get("curves"),
         "real_valued": result.get("real_valued"),
         "hparams": method.hparams,
@@ -272,11 +275,12 @@ def summary_line(m: dict[str, Any]) -> str:
         scores = f"i2t mAP@50 {m['i2t']['map@50']:.4f}  t2i mAP@50 {m['t2i']['map@50']:.4f}  "
     else:  # pair-identity data: Recall@K
         scores = "  ".join(f"{t} " + " ".join(f"R@{k.split('@')[1]} {v:.3f}" for k, v in m[t].items() if k.startswith("recall@")) for t in ("i2t", "t2i")) + "  "
-    return (
+    line = (
         f"{m['method']} {m['dataset']} {m['bits']} bits seed {m['seed']}: "
         f"{scores}"
         f"({m['seconds']:.1f} s" + (f", {m['seconds_per_epoch']:.2f} s/epoch)" if m.get("seconds_per_epoch") else ")")
     )
+    return line + "".join(f"\n  WARNING: {w}" for w in m.get("warnings") or [])
 
 
 __all__ = ["code_version", "dataset_record", "load_run_data", "method_hparams", "summary_line", "train_and_evaluate"]
