@@ -31,7 +31,11 @@ import torch.nn.functional as F
 from cmhash.errors import CmhashError
 from cmhash.methods import METHODS
 from cmhash.methods.deep import Batch, DeepHashMethod, InputSpec, TrainingSet
-from cmhash.nets.heads import MLPHashNet
+from cmhash.nets.heads import MLPHashNet, StandardizedInput
+
+#: ``input_norm`` values: the nets read the features as given (official), or centred and scaled
+#: by training statistics (cmhash, for small-norm features such as Wiki's SIFT histograms).
+INPUT_NORMS = ("none", "standardize")
 
 #: Largest training set whose n x n similarity is built (float32: 1.6 GB at 20,000 pairs).
 MAX_GLOBAL_PAIRS = 20_000
@@ -132,6 +136,9 @@ class DGCPN(DeepHashMethod):
         "hidden": 4096,
         "image_mode": "features",
         "sparse_text": True,
+        # cmhash: "standardize" centres each modality's net input on the training mean and divides it by
+        # the training RMS (docs/dgcpn.md: without it DGCPN collapses to one code on Wiki)
+        "input_norm": "none",
         "variant": "dgcpn",
     }
 
@@ -144,18 +151,21 @@ class DGCPN(DeepHashMethod):
         for key in ("lr_image", "lr_text", "batch_size", "epochs", "hidden", "scale"):
             if float(h[key]) <= 0:
                 raise CmhashError(f"dgcpn: {key} must be positive, got {h[key]}")
+        if h["input_norm"] not in INPUT_NORMS:
+            raise CmhashError(f"dgcpn: input_norm must be one of {', '.join(INPUT_NORMS)}, got {h['input_norm']!r}")
         if h["image_mode"] != "features":
             raise CmhashError("dgcpn: only feature mode is implemented (frozen image features, as the official code's VGG-19 fc7)")
         self.similarity: torch.Tensor | None = None
 
     def build(self, spec: InputSpec, for_training: bool = True) -> None:
         h = self.hparams
-        self.nets = nn.ModuleDict(
-            {
-                "image": MLPHashNet(spec.image_dim, self.bits, hidden=int(h["hidden"]), sparse_input=False),
-                "text": MLPHashNet(spec.text_dim, self.bits, hidden=int(h["hidden"]), sparse_input=bool(h["sparse_text"])),
-            }
-        )
+        nets: dict[str, nn.Module] = {
+            "image": MLPHashNet(spec.image_dim, self.bits, hidden=int(h["hidden"]), sparse_input=False),
+            "text": MLPHashNet(spec.text_dim, self.bits, hidden=int(h["hidden"]), sparse_input=bool(h["sparse_text"])),
+        }
+        if h["input_norm"] == "standardize":  # centred inputs are dense: the sparse path of the text layer idles
+            nets = {"image": StandardizedInput(nets["image"], spec.image_dim), "text": StandardizedInput(nets["text"], spec.text_dim)}
+        self.nets = nn.ModuleDict(nets)
 
     def on_epoch_start(self, epoch: int, train: TrainingSet | None = None) -> dict[str, float]:
         """Builds the global similarity once (first epoch, or the first epoch of a resumed run)."""
@@ -169,6 +179,9 @@ class DGCPN(DeepHashMethod):
                     f"use at most {MAX_GLOBAL_PAIRS} training pairs (split option num_train)"
                 )
             h = self.hparams
+            if h["input_norm"] == "standardize":  # same statistics on resume: the training rows do not change
+                self.nets["image"].fit(train.image)
+                self.nets["text"].fit(train.text)
             knn_drop = min(int(h["knn_drop"]), n - 2)  # a preset made for more pairs keeps at least one neighbour
             self.similarity = dgcpn_similarity(train.image, train.text, float(h["a1"]), float(h["a2"]), knn_drop, float(h["scale"]))
             return {"knn_drop": float(knn_drop)}
@@ -217,4 +230,4 @@ class DGCPN(DeepHashMethod):
         return loss.detach()
 
 
-__all__ = ["DGCPN", "dgcpn_loss", "dgcpn_similarity"]
+__all__ = ["DGCPN", "INPUT_NORMS", "dgcpn_loss", "dgcpn_similarity"]
