@@ -151,6 +151,8 @@ class DGCPN(DeepHashMethod):
         for key in ("lr_image", "lr_text", "batch_size", "epochs", "hidden", "scale"):
             if float(h[key]) <= 0:
                 raise CmhashError(f"dgcpn: {key} must be positive, got {h[key]}")
+        if h["input_norm"] is None:  # `--set input_norm=none` reads as None
+            h["input_norm"] = "none"
         if h["input_norm"] not in INPUT_NORMS:
             raise CmhashError(f"dgcpn: input_norm must be one of {', '.join(INPUT_NORMS)}, got {h['input_norm']!r}")
         if h["image_mode"] != "features":
