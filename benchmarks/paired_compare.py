@@ -6,6 +6,7 @@ Markdown table per direction: each method's mean +- sample std, the per-seed dif
 their mean, and how many seeds A wins. Also prints each method's mean seconds per epoch.
 
     python benchmarks/paired_compare.py --root /work/runs/table1 --dataset mirflickr --a jdsh --b djsrh --tag e10
+    python benchmarks/paired_compare.py --root /work/runs/table1 --dataset wiki --a jdsh --b djsrh --tag jdsh --tag-b djsrh
 """
 
 from __future__ import annotations
@@ -37,9 +38,10 @@ def main() -> None:
     p.add_argument("--a", required=True)
     p.add_argument("--b", required=True)
     p.add_argument("--tag", default="e10", help="sub-folder of each method holding the runs (e.g. the epoch budget)")
+    p.add_argument("--tag-b", default=None, help="B's sub-folder when it differs from A's (e.g. --tag jdsh --tag-b djsrh: each at its preset)")
     args = p.parse_args()
     root = Path(args.root)
-    ra, rb = load(root, args.dataset, args.a, args.tag), load(root, args.dataset, args.b, args.tag)
+    ra, rb = load(root, args.dataset, args.a, args.tag), load(root, args.dataset, args.b, args.tag_b or args.tag)
     pairs = sorted(set(ra) & set(rb))
     if not pairs:
         raise SystemExit(f"no paired runs under {root / args.dataset}")

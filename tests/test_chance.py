@@ -60,6 +60,14 @@ def test_chance_json_is_in_range_deterministic_and_equals_a_direct_computation(g
     assert entry["i2t"]["map@50"]["draws"][1] == pytest.approx(metrics.mean_average_precision(qi, dt, ql, dl, topk=50), abs=1e-12)
     assert entry["t2i"]["map@all"]["draws"][1] == pytest.approx(metrics.mean_average_precision(qt, di, ql, dl, topk=None), abs=1e-12)
 
+    # what the input features alone retrieve: each modality's own vectors by cosine, on the same split
+    (feat,) = first["features"]["entries"]
+    _, _, _, q, d = C.rebuild_split(run, json.loads((run / "metrics.json").read_text()), with_data=True)
+    assert feat["seed"] == 0 and feat["split_fingerprint"] == entry["split_fingerprint"]
+    assert feat["i2i"] == pytest.approx(metrics.map_at_k_dense(q.image_features, d.image_features, ql, dl, 50)["value"], abs=1e-12)
+    assert feat["t2t"] == pytest.approx(metrics.map_at_k_dense(q.text_features, d.text_features, ql, dl, 50)["value"], abs=1e-12)
+    assert feat["i2i"] > entry["i2t"]["map@50"]["mean"] + 0.1  # the synthetic features carry the labels; random codes do not
+
     assert cli(["reproduce", "chance", "--out", str(grid), "--draws", "3"]) == 0  # rerun: the same numbers
     again = json.loads(path.read_text())
     strip = lambda entries: [{k: v for k, v in e.items() if k != "seconds"} for e in entries]  # noqa: E731
@@ -91,6 +99,9 @@ def test_report_shows_the_random_codes_row(grid):
     assert f"{entry['t2i']['map@50']['mean']:.3f} / - / -" in rows[1]
     assert f"{entry['i2t']['map@all']['mean']:.3f}" in rows[2] and f"{entry['t2i']['map@all']['mean']:.3f}" in rows[2]
     assert "chance level" in md
+    (feat,) = chance["features"]["entries"]
+    line = next(x for x in md.splitlines() if x.startswith("What the input features alone retrieve"))
+    assert f"image→image {feat['i2i']:.3f}" in line and f"text→text {feat['t2t']:.3f}" in line
     # without chance.json: no such row
     md2 = G.table1_markdown(G.collect(G.scan(grid), grid), "synthetic")
     assert "random codes" not in md2

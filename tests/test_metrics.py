@@ -457,3 +457,29 @@ def test_recall_at_k_dense_matches_a_plain_cosine_ranking():
     assert got["n_queries"] == 40 and got["protocol"]["ranking"] == "cosine"
     with pytest.raises(DataError):
         recall_at_k_dense(q, d[:, :5], qg, dg)
+
+
+def test_dense_map_ranks_by_cosine_and_matches_hamming_on_codes():
+    """On ±1 codes cosine order = Hamming order, so map_at_k_dense must give map_at_k's value; on
+    real vectors it must follow cosine, not Euclidean length."""
+    from cmhash.metrics import map_at_k, map_at_k_dense
+
+    rng = np.random.default_rng(3)
+    q = np.where(rng.random((40, 16)) < 0.5, -1, 1).astype(np.int8)
+    d = np.where(rng.random((300, 16)) < 0.5, -1, 1).astype(np.int8)
+    ql = rng.random((40, 5)) < 0.3
+    dl = rng.random((300, 5)) < 0.3
+    want = map_at_k(q, d, ql, dl, topk=50)
+    got = map_at_k_dense(q.astype(np.float32), d.astype(np.float32), ql, dl, topk=50)
+    assert got["value"] == pytest.approx(want["value"], abs=1e-12)
+    np.testing.assert_allclose(got["per_query"], want["per_query"], atol=1e-12)
+
+    # One query, three items: the relevant one is nearest by angle but farthest by length.
+    res = map_at_k_dense([[1.0, 0.0]], [[0.0, 5.0], [10.0, 0.5], [3.0, 3.0]], [0], [1, 0, 2], topk=1)
+    assert res["value"] == 1.0 and res["protocol"]["ranking"] == "cosine"
+    res = map_at_k_dense([[1.0, 0.0]], [[0.0, 5.0], [10.0, 0.5], [3.0, 3.0]], [1], [1, 0, 2], topk=1)
+    assert res["value"] == 0.0
+    with pytest.raises(DataError, match="same width"):
+        map_at_k_dense([[1.0, 0.0]], [[1.0]], [0], [0])
+    with pytest.raises(DataError, match="NaN"):
+        map_at_k_dense([[np.nan, 0.0]], [[1.0, 0.0]], [0], [0])

@@ -37,6 +37,7 @@ Public API (other code and scripts rely on these names):
 * ``evaluate``: several metrics of one retrieval direction from one pass over the distances
 * ``cross_modal_report``: i2t/t2i (and i2i/t2t) metrics; the one producer of ``metrics.json``
 * ``top_k``: exact Hamming top-K indices and distances under a tie rule
+* ``map_at_k_dense``, ``recall_at_k_dense``: the same definitions over cosine rankings of real vectors
 """
 
 from __future__ import annotations
@@ -979,6 +980,55 @@ def recall_at_k_dense(
     out["n_database"] = int(len(d))
     out["protocol"] = {"ranking": "cosine", "tie_break": "stable_index", "relevance": "same group"}
     return out
+
+
+def map_at_k_dense(
+    query,
+    db,
+    query_labels,
+    db_labels,
+    topk: int = 50,
+    *,
+    chunk_size: int = 1024,
+) -> dict[str, Any]:
+    """mAP@K by **cosine** ranking of real-valued vectors, DJSRH definition (``hits_in_topk``,
+    ``all_queries``), ties by database index.
+
+    What the input features alone are worth: ranking a modality's own features (image features
+    against image features) says how much of the label structure they carry, the ceiling a hashing
+    method that learns from feature similarities starts from. On ±1 codes it equals
+    :func:`map_at_k` (cosine is then ``1 - 2 * hamming / bits``, the same order).
+    """
+    k = _topk(topk)
+    if k is None:
+        raise DataError("map_at_k_dense: topk must be a positive integer (the full ranking is not supported here)")
+    q = np.asarray(query, dtype=np.float64)
+    d = np.asarray(db, dtype=np.float64)
+    if q.ndim != 2 or d.ndim != 2 or q.shape[1] != d.shape[1]:
+        raise DataError(f"map_at_k_dense: query {q.shape} and database {d.shape} must be 2-D with the same width")
+    if not (np.isfinite(q).all() and np.isfinite(d).all()):
+        raise DataError("map_at_k_dense: the vectors hold NaN or infinite values")
+    rel = _LabelRelevance(query_labels, db_labels, len(q), len(d))
+    qn = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+    dn = d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
+    kk = min(k, len(d))
+    ap = np.zeros(len(q))
+    ranks = np.arange(1, kk + 1)
+    for s in range(0, len(q), chunk_size):
+        rows = slice(s, min(s + chunk_size, len(q)))
+        order = np.argsort(-(qn[rows] @ dn.T), axis=1, kind="stable")[:, :kk]
+        hit = rel.pairs(rows, order)
+        found = np.cumsum(hit, axis=1)
+        n_hit = found[:, -1] if kk else np.zeros(order.shape[0])
+        ap[rows] = np.where(n_hit > 0, (hit * found / ranks).sum(axis=1) / np.maximum(n_hit, 1), 0.0)
+    return {
+        "value": float(ap.mean()) if len(q) else 0.0,
+        "per_query": ap,
+        "n_queries": int(len(q)),
+        "n_database": int(len(d)),
+        "protocol": {"ranking": "cosine", "topk": k, "denominator": "all_queries", "normalize": "hits_in_topk",
+                     "tie_break": "stable_index", "relevance": rel.kind},
+    }
 
 
 # --------------------------------------------------------------------------- cross-modal report

@@ -14,8 +14,13 @@ from zero. It depends on the split and the code length, not on the method, so fo
    seeded from (seed, bits, draw) so reruns give the same numbers, and evaluates them with
    :func:`cmhash.metrics.cross_modal_report` under the run's recorded protocol options, mAP@K and
    mAP@all both ways;
-4. writes ``<root>/<dataset>/chance.json`` atomically: per (bits, seed) the mean and std over
-   draws, with the protocol, the split record and fingerprint, the code version and the date.
+4. scores what the input features alone carry on that split: each modality's own feature vectors
+   ranked by cosine similarity (image→image, text→text; real-valued, no hashing), mAP@K with the
+   same definition (:func:`cmhash.metrics.map_at_k_dense`): the ceiling an unsupervised method
+   that learns from feature similarities starts from;
+5. writes ``<root>/<dataset>/chance.json`` atomically: per (bits, seed) the mean and std over
+   draws, per seed the feature figures, with the protocol, the split record and fingerprint, the
+   code version and the date.
 
 Pair-identity datasets (Flickr8k, Recall@K) are skipped.
 """
@@ -132,8 +137,9 @@ def _source_run(root: Path, runs) -> tuple[Any, dict[str, Any]]:
     raise DataError(f"{runs[0][0].dataset} seed {runs[0][0].seed}: no run has a checkpoint.pt to rebuild the split from")
 
 
-def rebuild_split(run_dir: Path, m: dict[str, Any], *, data_root=None, features=None):
-    """``(query_labels, db_labels, split)`` of a run, from its checkpoint (the path backfill takes), sizes checked."""
+def rebuild_split(run_dir: Path, m: dict[str, Any], *, data_root=None, features=None, with_data: bool = False):
+    """``(query_labels, db_labels, split)`` of a run, from its checkpoint (the path backfill takes), sizes checked;
+    ``with_data=True`` adds the query and database datasets (for :func:`feature_information`)."""
     from cmhash.experiments.backfill import rebuild_test_split
 
     _, split, q, d = rebuild_test_split(run_dir, m, data_root=data_root, features=features)
@@ -142,7 +148,26 @@ def rebuild_split(run_dir: Path, m: dict[str, Any], *, data_root=None, features=
             rec = (m.get(t) or {}).get(size)
             if rec is not None and rec != n:
                 raise DataError(f"{run_dir}: {t} {size} recorded {rec}, the rebuilt split has {n}; the data or split changed, nothing written")
-    return q.labels, d.labels, split
+    return (q.labels, d.labels, split, q, d) if with_data else (q.labels, d.labels, split)
+
+
+FEATURE_TASKS = {"i2i": "image_features", "t2t": "text_features"}
+
+
+def feature_information(q, d, topk: int | None) -> dict[str, float]:
+    """mAP@``topk`` of each modality's own input features ranked by cosine (``i2i``, ``t2t``), for the
+    modalities whose vectors the datasets hold (a backbone-mode or token-text run's source has none)."""
+    from cmhash.experiments.evaluation import MAP_TOPK
+    from cmhash.metrics import map_at_k_dense
+
+    out = {}
+    for task, attr in FEATURE_TASKS.items():
+        qf, df = getattr(q, attr, None), getattr(d, attr, None)
+        if qf is None or df is None:
+            continue
+        dense = [np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float64) for x in (qf, df)]
+        out[task] = map_at_k_dense(*dense, q.labels, d.labels, topk or MAP_TOPK)["value"]
+    return out
 
 
 def dataset_chance(root: Path, dataset: str, draws: int = 5, *, data_root=None, features=None, log: Callable[[str], None] = print) -> Path | None:
@@ -160,15 +185,22 @@ def dataset_chance(root: Path, dataset: str, draws: int = 5, *, data_root=None, 
         return None
     splits = {seed: check_same_split(root, dataset, seed, runs) for (_, seed), runs in sorted(groups.items())}  # all checked before any work
     entries = []
+    feature_entries = []
     protocol_out: dict[str, Any] | None = None
     for (_, seed), runs in sorted(groups.items()):
         cell, m = _source_run(root, runs)
         t0 = time.perf_counter()
-        q_labels, db_labels, split = rebuild_split(cell.run_dir(root), m, data_root=data_root, features=features)
+        q_labels, db_labels, split, q, d = rebuild_split(cell.run_dir(root), m, data_root=data_root, features=features, with_data=True)
         protocol = {k: (m.get("protocol") or {}).get(k) for k in PROTOCOL_KEYS}
         protocol["relevance"] = (m.get("protocol") or {}).get("relevance")
         protocol_out = protocol_out or protocol
         load_s = time.perf_counter() - t0
+        info = feature_information(q, d, protocol.get("topk"))
+        if info:
+            feature_entries.append({"seed": seed, **info, "split_fingerprint": split_fingerprint(split),
+                                    "source_run": str(cell.run_dir(root).relative_to(root))})
+            log(f"{dataset} seed {seed}: input features, same-modality cosine "
+                + ", ".join(f"{t} {v:.4f}" for t, v in info.items()))  # fmt: skip
         for bits in sorted({c.bits for c, _ in runs}):
             t1 = time.perf_counter()
             res = chance_report(q_labels, db_labels, bits, seed, draws, protocol)
@@ -199,6 +231,11 @@ def dataset_chance(root: Path, dataset: str, draws: int = 5, *, data_root=None, 
         "code": code_version(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "entries": entries,
+        "features": {
+            "what": "each modality's own input features ranked by cosine similarity (real-valued, no hashing): i2i = image features "
+                    "against image features, t2t = text features against text features; same mAP definition and split",
+            "entries": feature_entries,
+        },
     }
     return write_json(root / dataset / CHANCE_JSON, out)
 
@@ -230,6 +267,6 @@ def load_chance(root: Path, dataset: str) -> dict[str, Any] | None:
 
 
 __all__ = [
-    "CHANCE_JSON", "SplitMismatchError", "chance_report", "check_same_split", "dataset_chance", "draw_key",
+    "CHANCE_JSON", "FEATURE_TASKS", "SplitMismatchError", "chance_report", "feature_information", "check_same_split", "dataset_chance", "draw_key",
     "grid_chance", "load_chance", "random_codes", "random_codes_map", "rebuild_split", "split_fingerprint",
 ]  # fmt: skip

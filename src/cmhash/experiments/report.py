@@ -52,7 +52,8 @@ HOW_TO = """## How these numbers are made
    line per method), variants (`presets/<method>_variants.yaml`), training time per method.
 3. Chance level: `cmhash reproduce chance --out DIR` scores independent uniform random codes on
    each seed's own split under the same protocol (`DIR/<dataset>/chance.json`); the mAP tables
-   then end with a "random codes (chance)" row.
+   then end with a "random codes (chance)" row, and Table 1 is followed by what the input
+   features alone retrieve (each modality's own vectors ranked by cosine, same splits).
 """
 
 
@@ -102,6 +103,26 @@ def seed_variance(rows, dataset: str, method: str, ref: dict, main_seeds: Sequen
     return "\n".join(lines)
 
 
+def feature_information_line(chance: dict[str, Any] | None, seeds: Sequence[int]) -> str:
+    """One sentence: what each modality's own input features retrieve by cosine on the same splits
+    (``chance.json``'s ``features``), mean over the table's seeds; "" when absent."""
+    entries = [e for e in ((chance or {}).get("features") or {}).get("entries", []) if e.get("seed") in seeds]
+    if not entries:
+        return ""
+    names = {"i2i": "image→image", "t2t": "text→text"}
+    cells = []
+    for task, name in names.items():
+        vals = [e[task] for e in entries if task in e]
+        if vals:
+            cells.append(f"{name} {R.fmt(*R.mean_std(vals))}")
+    if not cells:
+        return ""
+    used = ",".join(str(e["seed"]) for e in entries)
+    return ("What the input features alone retrieve on the same splits (each modality's own vectors ranked by cosine "
+            f"similarity, real-valued, no hashing; same mAP definition; seeds {used}): " + ", ".join(cells) + ". "
+            "A method that learns from feature similarities starts from this; random codes are the last row above.\n")
+
+
 def dataset_section(
     number: int, dataset: str, rows, extra_rows, ref_dir: Path | None, plot: str | None, main_seeds: Sequence[int], against: str | None = None,
     chance: dict[str, Any] | None = None,
@@ -115,6 +136,9 @@ def dataset_section(
     parts = [f"## {number}. {title}\n"]
     if any(str((r.get("protocol") or {}).get("metric", "")).startswith("mAP") or not r.get("protocol") for r in mine):
         parts.append(R.table1_markdown(rows, dataset, ref_dir, chance=chance))  # pair-identity sets (Flickr8k) have Recall@K tables only
+        info = feature_information_line(chance, sorted({r["seed"] for r in mine}))
+        if info:
+            parts.append(info)
     order = R.order_markdown(rows, dataset, ref_dir)
     if order:
         parts.append("Order of the methods the paper's Table 1 also has (mean over seeds), ours beside the paper's:\n\n" + order)
