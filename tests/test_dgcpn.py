@@ -12,7 +12,9 @@ from cmhash import metrics
 from cmhash.cli import main as cli
 from cmhash.errors import CmhashError
 from cmhash.methods import create_method
+from cmhash.data.dataset import PairedDataset
 from cmhash.methods.dgcpn import dgcpn_loss, dgcpn_similarity
+from cmhash.nets.heads import StandardizedInput
 from test_trainer import tiny, write_tiny_wiki
 
 torch.set_num_threads(1)
@@ -92,6 +94,9 @@ def test_cli_trains_dgcpn_with_its_preset(tmp_path):
     assert cli(args) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["method"] == "dgcpn" and m["hparams"]["a2"] == 0.3 and 0 < m["i2t"]["map@50"] <= 1
+    assert m["hparams"]["input_norm"] == "standardize"  # the Wiki preset's
+    assert set(m["codes"]) == {"database_image", "database_text", "query_image", "query_text"} and isinstance(m["warnings"], list)
+    assert m["codes"]["database_image"]["items"] == 160
 
 
 def test_a_preset_made_for_more_pairs_still_trains_on_a_small_set():
@@ -99,3 +104,44 @@ def test_a_preset_made_for_more_pairs_still_trains_on_a_small_set():
     m = create_method("dgcpn", 8, hidden=16, knn_drop=3000, epochs=1)  # the MIRFlickr constant on 64 pairs
     m.fit(ds, progress=False, seed=0)
     assert m.history[0]["knn_drop"] == 62.0
+
+
+def _histograms(n=256) -> PairedDataset:
+    """``tiny`` with each row divided by its sum: small-norm, non-negative rows like Wiki's l1-normalised
+    SIFT histograms and LDA topic proportions."""
+    ds = tiny(n)
+    img = ds.image_features / ds.image_features.sum(1, keepdims=True)
+    txt = ds.text_features / ds.text_features.sum(1, keepdims=True)
+    return PairedDataset(name="hist", ids=ds.ids, image_features=img.astype(np.float32), text_features=txt.astype(np.float32), labels=ds.labels)
+
+
+def test_standardized_inputs_keep_dgcpn_from_collapsing_on_histogram_features():
+    """On l1-normalised features the nets' outputs barely depend on the input at initialisation and the
+    official recipe (lr 0.005) collapses to one image code (docs/dgcpn.md); centred, RMS-scaled inputs train."""
+    ds = _histograms()
+    kw = dict(hidden=64, knn_drop=100, scale=300.0, epochs=6, lr_image=0.005, lr_text=0.005)
+    scores = {}
+    for norm in ("none", "standardize"):
+        m = create_method("dgcpn", 16, input_norm=norm, **kw).fit(ds, progress=False, seed=0)
+        qi, qt = m.encode(ds, "image"), m.encode(ds, "text")
+        scores[norm] = (len(np.unique(qi, axis=0)), metrics.mean_average_precision(qi, qt, ds.labels, ds.labels, topk=50))
+    assert scores["none"][0] == 1  # the collapse this option exists for
+    assert scores["standardize"][0] >= 4 and scores["standardize"][1] > 0.9 > scores["none"][1] + 0.3
+
+
+def test_standardized_input_statistics_come_from_the_training_rows_and_are_saved():
+    ds = _histograms(64)
+    m = create_method("dgcpn", 8, hidden=16, knn_drop=10, scale=100.0, epochs=1, input_norm="standardize").fit(ds, progress=False, seed=0)
+    head = m.nets["image"]
+    assert isinstance(head, StandardizedInput)
+    np.testing.assert_allclose(head.shift.numpy(), ds.image_features.mean(0), rtol=1e-5, atol=1e-7)
+    x = (ds.image_features - ds.image_features.mean(0)) / float(head.scale)
+    assert np.sqrt(np.mean(x**2)) == pytest.approx(1.0, rel=1e-4)
+    state = m.state()
+    back = type(m).from_state(state)
+    np.testing.assert_array_equal(back.encode(ds, "image"), m.encode(ds, "image"))
+    np.testing.assert_array_equal(back.encode(ds, "text"), m.encode(ds, "text"))
+    assert float(back.nets["text"].scale) == pytest.approx(float(m.nets["text"].scale))
+    with pytest.raises(CmhashError, match="input_norm"):
+        create_method("dgcpn", 8, input_norm="zscore")
+    assert create_method("dgcpn", 8, input_norm=None).hparams["input_norm"] == "none"  # --set input_norm=none
