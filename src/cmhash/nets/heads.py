@@ -4,6 +4,8 @@
   feature mode (a trainable head over frozen image features). Its first layer skips all-zero
   input columns of the batch (bag-of-words input: ~5 of 1,386 tags per pair), which gives the
   same result up to float rounding at a fraction of the cost (see ``benchmarks/train_bench.py``).
+* :class:`StandardizedInput`: a head over inputs centred and scaled by training statistics (kept
+  as buffers, so encoding applies the same transform).
 * :class:`LearnableScalar`: one trainable number (a scale or temperature) as a module, so it lives
   in ``method.nets`` and is saved, restored on ``--resume`` and optimised like any network.
 
@@ -124,6 +126,34 @@ class MLPHashNet(nn.Module):
 
 
 
+class StandardizedInput(nn.Module):
+    """``net((x - shift) / scale)``: a head over inputs centred and scaled by training statistics.
+
+    ``shift`` (per input dimension) and ``scale`` (one number) are buffers, so they are saved in
+    checkpoints and applied again when new items are encoded; :meth:`fit` sets them from the
+    training rows (``shift`` = their mean, ``scale`` = the RMS of the centred values). Until then
+    they are the identity (0, 1). Used by DGCPN for small-norm features (Wiki's l1-normalised SIFT
+    histograms), on which an MLP's output barely depends on the input at initialisation.
+    """
+
+    def __init__(self, net: nn.Module, in_dim: int):
+        super().__init__()
+        self.net = net
+        self.register_buffer("shift", torch.zeros(int(in_dim)))
+        self.register_buffer("scale", torch.ones(()))
+
+    @torch.no_grad()
+    def fit(self, x: torch.Tensor) -> None:
+        x = x.to(dtype=torch.float64, device=self.shift.device)
+        mean = x.mean(dim=0)
+        rms = (x - mean).pow(2).mean().sqrt()
+        self.shift.copy_(mean.to(self.shift.dtype))
+        self.scale.fill_(float(rms) if float(rms) > 0 else 1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.shift) / self.scale)
+
+
 class LearnableScalar(nn.Module):
     """One trainable scalar (e.g. DBRC's scale); ``forward()`` returns it."""
 
@@ -135,4 +165,4 @@ class LearnableScalar(nn.Module):
         return self.value
 
 
-__all__ = ["LearnableScalar", "MLPHashNet", "SPARSE_INPUT_FRACTION", "SparseAwareLinear", "relaxed_codes"]
+__all__ = ["LearnableScalar", "MLPHashNet", "SPARSE_INPUT_FRACTION", "SparseAwareLinear", "StandardizedInput", "relaxed_codes"]
