@@ -90,3 +90,35 @@ def test_jdsh_linear_image_head_is_standardised_too():
     ds = histograms()
     m = _fit("jdsh", ds, "standardize", epochs=1)
     assert isinstance(m.nets["image"], StandardizedInput) and isinstance(m.nets["image"].net, torch.nn.Linear)
+
+
+def test_an_interrupted_standardised_run_resumes_to_the_same_networks(tmp_path):
+    from cmhash.training.trainer import TrainConfig, Trainer
+
+    ds = histograms()
+
+    def cfg(run_dir, **kw):
+        return TrainConfig(epochs=3, batch_size=32, seed=0, run_dir=str(run_dir), progress=False, tensorboard=False, device="cpu", **kw)
+
+    def method():
+        return create_method("udcmh", 16, seed=0, hidden=32, input_norm="standardize", **SETTINGS["udcmh"])
+
+    full = method()
+    Trainer(full, ds, cfg(tmp_path / "full"), spec=full.input_spec_for(ds)).fit()
+    stopper = method()
+    tr = Trainer(stopper, ds, cfg(tmp_path / "stop"), spec=stopper.input_spec_for(ds))
+    orig = tr._run_epoch
+
+    def run_epoch(epoch, source, n):
+        if epoch == 3:
+            raise KeyboardInterrupt
+        return orig(epoch, source, n)
+
+    tr._run_epoch = run_epoch
+    with pytest.raises(KeyboardInterrupt):
+        tr.fit()
+    resumed = method()
+    Trainer(resumed, ds, cfg(tmp_path / "stop", resume=True), spec=resumed.input_spec_for(ds)).fit()
+    sa, sb = full.nets.state_dict(), resumed.nets.state_dict()
+    assert any(k.endswith("shift") for k in sa)  # the statistics are part of the networks' state
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
