@@ -38,6 +38,11 @@ from cmhash.methods.base import HashMethod
 from cmhash.training.batch import IMAGE_MODES, TEXT_MODES, Batch, InputSpec, TokenBatch, TrainingSet
 from cmhash.training.optim import OPTIMIZERS, build_optimizer
 
+#: values of the ``input_norm`` hyper-parameter of methods that offer it: the nets read the features as
+#: given (the published methods), or centred on the training mean and divided by the training RMS
+#: (:class:`~cmhash.nets.heads.StandardizedInput`; a cmhash addition for small-norm features).
+INPUT_NORMS = ("none", "standardize")
+
 
 class DeepHashMethod(HashMethod):
     """Shared behaviour of the gradient-trained methods (see module docstring)."""
@@ -58,6 +63,7 @@ class DeepHashMethod(HashMethod):
         self.history: list[dict[str, Any]] = []
         self.train_info: dict[str, Any] = {}
         self.seed = seed  # default seed of fit() (network initialisation and batch order)
+        self._input_stats_fitted = False
 
     # ---------------------------------------------------------------- to implement
     def build(self, spec: InputSpec, for_training: bool = True) -> None:
@@ -91,6 +97,44 @@ class DeepHashMethod(HashMethod):
         """Continuous hash outputs of a chunk of inputs (default: ``nets[modality](x)``)."""
         return self.nets[modality](x)
 
+    # ---------------------------------------------------------------- input standardisation
+    def standardized_input(self, modality: str, net, in_dim: int):
+        """``net``, or ``net`` behind :class:`~cmhash.nets.heads.StandardizedInput` when the hyper-parameter
+        ``input_norm`` is ``"standardize"`` (feature inputs only; the statistics are fitted by
+        :meth:`fit_input_statistics`). On l1-normalised histograms (Wiki's SIFT bag-of-words, entries
+        ~0.008) an MLP's output hardly depends on its input, and training drifts to a few codes."""
+        if self.check_input_norm(self.hparams) == "none":
+            return net
+        from cmhash.nets.heads import StandardizedInput
+
+        return StandardizedInput(net, int(in_dim))
+
+    def check_input_norm(self, h: dict[str, Any]) -> str:
+        """The ``input_norm`` hyper-parameter ("none" when the method has none), checked; for
+        :meth:`check_hparams`, which stores the normalised value back."""
+        norm = h.get("input_norm", "none")
+        norm = "none" if norm is None else norm  # `--set input_norm=none` reads as None (cmhash.validation.parse_value)
+        if norm not in INPUT_NORMS:
+            raise CmhashError(f"{self.name}: input_norm must be one of {', '.join(INPUT_NORMS)}, got {norm!r}")
+        if "input_norm" in h:
+            h["input_norm"] = norm
+        return norm
+
+    def fit_input_statistics(self, train: TrainingSet | None) -> None:
+        """Set every standardised input's mean and scale from the whole training set (idempotent: the
+        training rows never change, so a resumed run fits the same values again)."""
+        import torch
+
+        from cmhash.nets.heads import StandardizedInput
+
+        if train is None or self._input_stats_fitted:
+            return
+        for modality, rows in (("image", train.image), ("text", train.text)):
+            net = self.nets[modality] if self.nets is not None and modality in self.nets else None
+            if isinstance(net, StandardizedInput) and isinstance(rows, torch.Tensor):
+                net.fit(rows.to_dense() if rows.is_sparse else rows)
+        self._input_stats_fitted = True
+
     # ---------------------------------------------------------------- shared
     @property
     def built(self) -> bool:
@@ -98,6 +142,7 @@ class DeepHashMethod(HashMethod):
 
     def setup(self, spec: InputSpec, for_training: bool = True) -> None:
         self.spec = spec
+        self._input_stats_fitted = False  # new nets: their standardised inputs (if any) are not fitted yet
         self.build(spec, for_training=for_training)
         missing = [m for m in ("image", "text") if m not in self.nets]
         if missing:
@@ -344,4 +389,4 @@ class DeepHashMethod(HashMethod):
             self.nets[k].load_state_dict(sd)
 
 
-__all__ = ["Batch", "DeepHashMethod", "IMAGE_MODES", "InputSpec", "OPTIMIZERS", "TokenBatch", "TrainingSet"]
+__all__ = ["Batch", "DeepHashMethod", "IMAGE_MODES", "INPUT_NORMS", "InputSpec", "OPTIMIZERS", "TokenBatch", "TrainingSet"]

@@ -73,6 +73,9 @@ class DJSRH(DeepHashMethod):
         "backbone_weights": None,  # local weights file (AlexNet: torchvision's alexnet-owt-7be5be79.pth)
         "finetune": "all",  # backbone mode: all | fc (AlexNet fc6/fc7 + hash, the paper's Wiki setting)
         "sparse_text": True,  # skip all-zero bag-of-words columns in TxtNet's first layer (same result)
+        # cmhash addition (docs/djsrh.md "Input standardisation"): "standardize" feeds each net its feature
+        # input centred on the training mean and divided by the training RMS; "none" is the published method
+        "input_norm": "none",
         # documentation only: the ablation variant these settings came from
         "variant": "djsrh",
     }
@@ -89,13 +92,15 @@ class DJSRH(DeepHashMethod):
                 raise CmhashError(f"djsrh: {key} must lie in [0, 1], got {h[key]}")
         self.positive(h, "mu", "lr_image", "lr_text", "batch_size", "epochs", "hidden")
         alpha_for_epoch(h["alpha"], 1)  # validates
+        self.check_input_norm(h)
 
     # ------------------------------------------------------------------ networks
     def build(self, spec: InputSpec, for_training: bool = True) -> None:
         h = self.hparams
         text_net = MLPHashNet(spec.text_dim, self.bits, hidden=int(h["hidden"]), sparse_input=bool(h["sparse_text"]))
+        text_net = self.standardized_input("text", text_net, spec.text_dim)
         if spec.image_mode == "features":
-            image_net = MLPHashNet(spec.image_dim, self.bits, hidden=int(h["hidden"]), sparse_input=False)
+            image_net = self.standardized_input("image", MLPHashNet(spec.image_dim, self.bits, hidden=int(h["hidden"]), sparse_input=False), spec.image_dim)
             self.feat_net = None  # F_I are the frozen precomputed features themselves
         else:
             backbone = build_backbone(spec.backbone, spec.backbone_weights, pretrained=for_training)
@@ -113,6 +118,7 @@ class DJSRH(DeepHashMethod):
 
     # ------------------------------------------------------------------ training
     def on_epoch_start(self, epoch: int, train: TrainingSet | None = None) -> dict[str, float]:
+        self.fit_input_statistics(train)
         self.alpha = alpha_for_epoch(self.hparams["alpha"], epoch)
         return {"alpha": self.alpha}
 

@@ -83,6 +83,7 @@ class JDSH(DJSRH):
         "backbone_weights": None,
         "finetune": "none",  # backbone mode; HEAD freezes the backbone
         "sparse_text": True,
+        "input_norm": "none",  # cmhash addition, as DJSRH's (docs/djsrh.md "Input standardisation")
         "variant": "jdsh",  # documentation only (set by --variant)
     }
 
@@ -99,6 +100,7 @@ class JDSH(DJSRH):
             raise CmhashError(f"jdsh: image_head must be linear or mlp, got {h['image_head']!r}")
         self.positive(h, "mu", "lr_image", "lr_text", "batch_size", "epochs", "hidden", "dsdw_fit_batches")
         alpha_for_epoch(h["alpha"], 1)  # validates
+        self.check_input_norm(h)
         try:
             DSDWConstants.from_hparams(h)
         except (TypeError, ValueError) as exc:
@@ -111,7 +113,7 @@ class JDSH(DJSRH):
     def build(self, spec: InputSpec, for_training: bool = True) -> None:
         super().build(spec, for_training)
         if spec.image_mode == "features" and self.hparams["image_head"] == "linear":
-            self.nets["image"] = nn.Linear(spec.image_dim, self.bits)
+            self.nets["image"] = self.standardized_input("image", nn.Linear(spec.image_dim, self.bits), spec.image_dim)
 
     # ------------------------------------------------------------------ DSDW fitter
     def fit(self, train, **kwargs):

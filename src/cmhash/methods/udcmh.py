@@ -68,6 +68,9 @@ class UDCMH(DeepHashMethod):
         "epochs": 30,
         "fused_optimizer": "auto",
         "sparse_text": True,
+        # cmhash addition (docs/udcmh.md): "standardize" feeds each net its input centred on the training
+        # mean and divided by the training RMS; "none" feeds the features as given
+        "input_norm": "none",
         "image_mode": "features",
         "variant": "udcmh",
     }
@@ -85,6 +88,7 @@ class UDCMH(DeepHashMethod):
                 raise CmhashError(f"udcmh: {key} must be >= 0, got {h[key]}")
         if not 0.0 <= float(h["graph_beta"]) <= 1.0:
             raise CmhashError(f"udcmh: graph_beta must lie in [0, 1], got {h['graph_beta']}")
+        self.check_input_norm(h)
         if h["image_mode"] != "features":
             raise CmhashError("udcmh: only feature mode is supported (the whole-set step needs every training pair's features)")
 
@@ -93,8 +97,8 @@ class UDCMH(DeepHashMethod):
         hidden = int(h["hidden"])
         self.nets = nn.ModuleDict(
             {
-                "image": MLPHashNet(spec.image_dim, self.bits, hidden=hidden, sparse_input=False),
-                "text": MLPHashNet(spec.text_dim, self.bits, hidden=hidden, sparse_input=bool(h["sparse_text"])),
+                "image": self.standardized_input("image", MLPHashNet(spec.image_dim, self.bits, hidden=hidden, sparse_input=False), spec.image_dim),
+                "text": self.standardized_input("text", MLPHashNet(spec.text_dim, self.bits, hidden=hidden, sparse_input=bool(h["sparse_text"])), spec.text_dim),
             }
         )
 
@@ -128,6 +132,7 @@ class UDCMH(DeepHashMethod):
             raise CmhashError("udcmh: the epoch step needs the whole training set's features (feature mode)")
         h = self.hparams
         n = len(train)
+        self.fit_input_statistics(train)  # before the relaxed codes of this epoch's B step
         if self._lap is None or self._lap.shape[0] != n:
             self._prepare_graph(train.image.cpu().numpy(), train.text.cpu().numpy())
         relaxed = self._relaxed_codes(train)
