@@ -31,11 +31,7 @@ import torch.nn.functional as F
 from cmhash.errors import CmhashError
 from cmhash.methods import METHODS
 from cmhash.methods.deep import Batch, DeepHashMethod, InputSpec, TrainingSet
-from cmhash.nets.heads import MLPHashNet, StandardizedInput
-
-#: ``input_norm`` values: the nets read the features as given (official), or centred and scaled
-#: by training statistics (cmhash, for small-norm features such as Wiki's SIFT histograms).
-INPUT_NORMS = ("none", "standardize")
+from cmhash.nets.heads import MLPHashNet
 
 #: Largest training set whose n x n similarity is built (float32: 1.6 GB at 20,000 pairs).
 MAX_GLOBAL_PAIRS = 20_000
@@ -151,26 +147,26 @@ class DGCPN(DeepHashMethod):
         for key in ("lr_image", "lr_text", "batch_size", "epochs", "hidden", "scale"):
             if float(h[key]) <= 0:
                 raise CmhashError(f"dgcpn: {key} must be positive, got {h[key]}")
-        if h["input_norm"] is None:  # `--set input_norm=none` reads as None
-            h["input_norm"] = "none"
-        if h["input_norm"] not in INPUT_NORMS:
-            raise CmhashError(f"dgcpn: input_norm must be one of {', '.join(INPUT_NORMS)}, got {h['input_norm']!r}")
+        self.check_input_norm(h)
         if h["image_mode"] != "features":
             raise CmhashError("dgcpn: only feature mode is implemented (frozen image features, as the official code's VGG-19 fc7)")
         self.similarity: torch.Tensor | None = None
 
     def build(self, spec: InputSpec, for_training: bool = True) -> None:
         h = self.hparams
-        nets: dict[str, nn.Module] = {
-            "image": MLPHashNet(spec.image_dim, self.bits, hidden=int(h["hidden"]), sparse_input=False),
-            "text": MLPHashNet(spec.text_dim, self.bits, hidden=int(h["hidden"]), sparse_input=bool(h["sparse_text"])),
-        }
-        if h["input_norm"] == "standardize":  # centred inputs are dense: the sparse path of the text layer idles
-            nets = {"image": StandardizedInput(nets["image"], spec.image_dim), "text": StandardizedInput(nets["text"], spec.text_dim)}
-        self.nets = nn.ModuleDict(nets)
+        # input_norm standardize (Wiki preset): centred inputs are dense, so the sparse path of the text layer idles
+        image_net = MLPHashNet(spec.image_dim, self.bits, hidden=int(h["hidden"]), sparse_input=False)
+        text_net = MLPHashNet(spec.text_dim, self.bits, hidden=int(h["hidden"]), sparse_input=bool(h["sparse_text"]))
+        self.nets = nn.ModuleDict(
+            {
+                "image": self.standardized_input("image", image_net, spec.image_dim),
+                "text": self.standardized_input("text", text_net, spec.text_dim),
+            }
+        )
 
     def on_epoch_start(self, epoch: int, train: TrainingSet | None = None) -> dict[str, float]:
         """Builds the global similarity once (first epoch, or the first epoch of a resumed run)."""
+        self.fit_input_statistics(train)
         if self.similarity is None:
             if train is None or train.image is None:
                 raise CmhashError("dgcpn needs the frozen image features of the whole training set (feature mode)")
@@ -181,9 +177,6 @@ class DGCPN(DeepHashMethod):
                     f"use at most {MAX_GLOBAL_PAIRS} training pairs (split option num_train)"
                 )
             h = self.hparams
-            if h["input_norm"] == "standardize":  # same statistics on resume: the training rows do not change
-                self.nets["image"].fit(train.image)
-                self.nets["text"].fit(train.text)
             knn_drop = min(int(h["knn_drop"]), n - 2)  # a preset made for more pairs keeps at least one neighbour
             self.similarity = dgcpn_similarity(train.image, train.text, float(h["a1"]), float(h["a2"]), knn_drop, float(h["scale"]))
             return {"knn_drop": float(knn_drop)}
@@ -232,4 +225,4 @@ class DGCPN(DeepHashMethod):
         return loss.detach()
 
 
-__all__ = ["DGCPN", "INPUT_NORMS", "dgcpn_loss", "dgcpn_similarity"]
+__all__ = ["DGCPN", "dgcpn_loss", "dgcpn_similarity"]
