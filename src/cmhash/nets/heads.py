@@ -132,8 +132,9 @@ class StandardizedInput(nn.Module):
     ``shift`` (per input dimension) and ``scale`` (one number) are buffers, so they are saved in
     checkpoints and applied again when new items are encoded; :meth:`fit` sets them from the
     training rows (``shift`` = their mean, ``scale`` = the RMS of the centred values). Until then
-    they are the identity (0, 1). Used by DGCPN for small-norm features (Wiki's l1-normalised SIFT
-    histograms), on which an MLP's output barely depends on the input at initialisation.
+    they are the identity (0, 1). Behind the ``input_norm: standardize`` option of the deep methods
+    (DJSRH, JDSH, UDCMH, DGCPN) for small-norm features (Wiki's l1-normalised SIFT histograms), on
+    which an MLP's output barely depends on the input at initialisation.
     """
 
     def __init__(self, net: nn.Module, in_dim: int):
