@@ -346,6 +346,11 @@ def test_the_order_of_the_papers_methods_is_compared_with_the_papers(tmp_path):
     assert R.order_markdown(rows[:2], "wiki", ref) == ""  # fewer than 3 methods: no order to compare
     tied = [dict(r, i2t=0.2) for r in rows]
     assert "n/a (ties)" in R.order_markdown(tied, "wiki", ref) and "nan" not in R.order_markdown(tied, "wiki", ref)
+    # two schedules of one method (one seed at 156 epochs, three at 40): ranked once, by the one with more runs
+    two = rows + [dict(method="a", variant="e156", dataset="wiki", bits=16, seed=0, i2t=0.9, t2i=0.5)]
+    two += [dict(method="a", variant="e40", dataset="wiki", bits=16, seed=s, i2t=0.25, t2i=0.5) for s in (1, 2)]
+    two = [r for r in two if (r["method"], r["variant"]) != ("a", "a")]
+    assert "| 16 | I→T | 3 | C > A [e40] > B | A > B > C | -0.33 |" in R.order_markdown(two, "wiki", ref)
 
 
 def test_methods_are_compared_with_cmfh_paired_by_seed():
