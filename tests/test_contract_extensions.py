@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from trainer_fixtures import fit_interrupted
 
 from cmhash.data.dataset import PairedDataset
 from cmhash.data.tokens import PAD, TokenSequences
@@ -217,17 +218,7 @@ def test_extra_networks_learnable_parameters_and_training_state_survive_checkpoi
     full = fit(Probe(8, **hp), ds, cfg(tmp_path / "full", epochs=3))
     # an interrupted run: stopped during epoch 3, then resumed from the checkpoint of epoch 2
     stopper = Probe(8, **hp)
-    tr = Trainer(stopper, ds, cfg(tmp_path / "stop", epochs=3), spec=stopper.input_spec_for(ds))
-    orig = tr._run_epoch
-
-    def run_epoch(epoch, source, n):
-        if epoch == 3:
-            raise KeyboardInterrupt
-        return orig(epoch, source, n)
-
-    tr._run_epoch = run_epoch
-    with pytest.raises(KeyboardInterrupt):
-        tr.fit()
+    fit_interrupted(Trainer(stopper, ds, cfg(tmp_path / "stop", epochs=3), spec=stopper.input_spec_for(ds)), 3)
     saved = read_payload(tmp_path / "stop" / "checkpoint.pt")
     assert not saved["finished"] and set(saved["optimizers"]) == {"image", "text", "fusion", "scale"}
     assert {"fusion", "scale"} <= set(saved["method_state"]["nets"])

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from test_djsrh import _map, clustered
+from trainer_fixtures import fit_interrupted
 
 from cmhash.errors import CmhashError
 from cmhash.inference import load_checkpoint
@@ -106,17 +107,7 @@ def test_an_interrupted_standardised_run_resumes_to_the_same_networks(tmp_path):
     full = method()
     Trainer(full, ds, cfg(tmp_path / "full"), spec=full.input_spec_for(ds)).fit()
     stopper = method()
-    tr = Trainer(stopper, ds, cfg(tmp_path / "stop"), spec=stopper.input_spec_for(ds))
-    orig = tr._run_epoch
-
-    def run_epoch(epoch, source, n):
-        if epoch == 3:
-            raise KeyboardInterrupt
-        return orig(epoch, source, n)
-
-    tr._run_epoch = run_epoch
-    with pytest.raises(KeyboardInterrupt):
-        tr.fit()
+    fit_interrupted(Trainer(stopper, ds, cfg(tmp_path / "stop"), spec=stopper.input_spec_for(ds)), 3)
     resumed = method()
     Trainer(resumed, ds, cfg(tmp_path / "stop", resume=True), spec=resumed.input_spec_for(ds)).fit()
     sa, sb = full.nets.state_dict(), resumed.nets.state_dict()

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from trainer_fixtures import fit_interrupted
 
 from cmhash.data.dataset import PairedDataset
 from cmhash.data.tokens import TokenSequences
@@ -148,17 +149,7 @@ def test_deep_method_resumes_to_the_same_weights(name, tmp_path):
     Trainer(whole, ds, config(tmp_path / "whole"), spec=whole.input_spec_for(ds)).fit()
 
     first = create_method(name, BITS, **hp)
-    trainer = Trainer(first, ds, config(tmp_path / "cut"), spec=first.input_spec_for(ds))
-    run_epoch = trainer._run_epoch
-
-    def stop_in_epoch_2(epoch, source, n):
-        if epoch == 2:
-            raise KeyboardInterrupt  # killed during epoch 2: the checkpoint of epoch 1 remains
-        return run_epoch(epoch, source, n)
-
-    trainer._run_epoch = stop_in_epoch_2
-    with pytest.raises(KeyboardInterrupt):
-        trainer.fit()
+    fit_interrupted(Trainer(first, ds, config(tmp_path / "cut"), spec=first.input_spec_for(ds)), 2)  # killed in epoch 2
     resumed = create_method(name, BITS, **hp)
     Trainer(resumed, ds, config(tmp_path / "cut", resume=True), spec=resumed.input_spec_for(ds)).fit()
     a, b = whole.nets.state_dict(), resumed.nets.state_dict()
