@@ -387,28 +387,20 @@ def run_chance(args) -> int:
 
     from cmhash.errors import MissingFileError
     from cmhash.experiments import chance as C
-    from cmhash.experiments import grid as G
 
     root = Path(args.out)
     if not root.is_dir():
         raise MissingFileError(f"{root}: no such folder of runs")
-    found = sorted({c.dataset for c in G.scan(root)})
-    wanted = [t.strip() for t in args.dataset.split(",") if t.strip()] if args.dataset else found
-    missing = [d for d in wanted if d not in found]
-    if missing or not wanted:
-        raise MissingFileError(f"{root}: no finished runs of {', '.join(missing) or 'any dataset'} (found: {', '.join(found) or 'none'})")
+    names = [t.strip() for t in args.dataset.split(",") if t.strip()] if args.dataset else None
     data_root, features = _per_dataset(args.data_root, "--data-root"), _per_dataset(args.features, "--features")
-    for d in wanted:  # every split is checked before anything is computed or written
-        for (ds, seed), runs in C._runs_by_dataset_seed(root).items():
-            if ds == d:
-                C.check_same_split(root, ds, seed, runs)
-    tasks = [(root, d, args.draws, data_root, features) for d in wanted]
-    if args.jobs <= 1 or len(tasks) <= 1:
-        results = [C.dataset_chance(*t[:3], data_root=data_root, features=features) for t in tasks]
+    wanted = C.plan_chance(root, names)  # every split checked before anything is computed or written
+    if args.jobs <= 1 or len(wanted) <= 1:
+        results = [C.dataset_chance(root, d, args.draws, data_root=data_root, features=features) for d in wanted]
     else:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
+        tasks = [(root, d, args.draws, data_root, features) for d in wanted]
         results = []
         with ProcessPoolExecutor(max_workers=args.jobs, mp_context=mp.get_context("spawn")) as pool:
             for path, lines in pool.map(_chance_worker, tasks):

@@ -240,22 +240,21 @@ def dataset_chance(root: Path, dataset: str, draws: int = 5, *, data_root=None, 
     return write_json(root / dataset / CHANCE_JSON, out)
 
 
-def grid_chance(root: Path, draws: int = 5, datasets: Sequence[str] | None = None, *, data_root=None, features=None, log=print) -> list[Path]:
-    """:func:`dataset_chance` for every dataset with finished runs under ``root`` (or those named)."""
-    from cmhash.experiments import grid as G
+def plan_chance(root: Path, datasets: Sequence[str] | None = None) -> list[str]:
+    """The datasets to score under ``root`` (every one with finished runs, or those named), after
+    checking every (dataset, seed)'s split: a mismatch anywhere refuses before anything is written."""
+    from cmhash.errors import MissingFileError
 
-    found = sorted({c.dataset for c in G.scan(Path(root))})
-    if datasets:
-        missing = [d for d in datasets if d not in found]
-        if missing:
-            raise DataError(f"{root}: no finished runs of {', '.join(missing)} (found: {', '.join(found) or 'none'})")
-        found = [d for d in found if d in datasets]
-    written = []
-    for d in found:
-        path = dataset_chance(Path(root), d, draws, data_root=data_root, features=features, log=log)
-        if path is not None:
-            written.append(path)
-    return written
+    groups = _runs_by_dataset_seed(Path(root))
+    found = sorted({d for d, _ in groups})
+    wanted = list(datasets) if datasets else found
+    missing = [d for d in wanted if d not in found]
+    if missing or not wanted:
+        raise MissingFileError(f"{root}: no finished runs of {', '.join(missing) or 'any dataset'} (found: {', '.join(found) or 'none'})")
+    for (d, seed), runs in sorted(groups.items()):
+        if d in wanted:
+            check_same_split(Path(root), d, seed, runs)
+    return wanted
 
 
 def load_chance(root: Path, dataset: str) -> dict[str, Any] | None:
@@ -268,5 +267,5 @@ def load_chance(root: Path, dataset: str) -> dict[str, Any] | None:
 
 __all__ = [
     "CHANCE_JSON", "FEATURE_TASKS", "SplitMismatchError", "chance_report", "feature_information", "check_same_split", "dataset_chance", "draw_key",
-    "grid_chance", "load_chance", "random_codes", "random_codes_map", "rebuild_split", "split_fingerprint",
+    "load_chance", "plan_chance", "random_codes", "random_codes_map", "rebuild_split", "split_fingerprint",
 ]  # fmt: skip
