@@ -25,7 +25,7 @@ import torch
 
 
 def main(argv=None) -> int:
-    from cmhash.experiments.evaluation import evaluate_codes
+    from cmhash.experiments.evaluation import code_health, evaluate_codes
     from cmhash.experiments.run import load_run_data
     from cmhash.experiments.settings import parse_overrides, resolve_settings
     from cmhash.methods import create_method
@@ -54,9 +54,9 @@ def main(argv=None) -> int:
         parts = []
         for mod in ("image", "text"):
             h = method.hash_outputs(train, mod)
-            b = np.where(h >= 0, 1, -1)
+            stats = code_health({mod: np.where(h >= 0, 1, -1)})[0][mod]  # as each run's metrics.json counts them
             parts.append(
-                f"{mod}: distinct {len(np.unique(b, axis=0)):5d}  balance {np.abs(b.mean(0)).mean():.2f}  |H| {np.abs(h).mean():7.3f}  "
+                f"{mod}: distinct {stats['distinct']:5d}  balance {stats['bit_balance']:.2f}  |H| {np.abs(h).mean():7.3f}  "
                 f"saturated {(np.abs(np.tanh(h)) > 0.99).mean():.2f}  spread {h.std(0).mean():.3f}"
             )
         print(f"{tag:>14}  " + "   ".join(parts), flush=True)

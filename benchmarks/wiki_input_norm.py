@@ -32,11 +32,19 @@ VARIANTS = ("none", "standardize", "centred-target", "standardize+centred-target
 
 
 def distinct(codes: np.ndarray) -> int:
-    return int(len(np.unique(np.packbits(codes > 0, axis=1), axis=0)))
+    """Distinct codes, as every run's metrics.json counts them (cmhash.experiments.evaluation.code_health)."""
+    return _health(codes)["distinct"]
 
 
 def balance(codes: np.ndarray) -> float:
-    return float(np.abs(np.where(codes > 0, 1.0, -1.0).mean(axis=0)).mean())
+    """Mean over bits of |mean of the bit| (0 balanced, 1 constant), as code_health computes it."""
+    return _health(codes)["bit_balance"]
+
+
+def _health(codes: np.ndarray) -> dict:
+    from cmhash.experiments.evaluation import code_health
+
+    return code_health({"codes": codes})[0]["codes"]
 
 
 def make_method(name: str, bits: int, seed: int, epochs: int | None, variant: str, train):
