@@ -944,6 +944,16 @@ def top_k(
     return acc.idx, acc.dist
 
 
+def _cosine_top(q: np.ndarray, d: np.ndarray, k: int, chunk_size: int):
+    """``(rows, order)`` per chunk of queries: the ``k`` database items of highest cosine similarity,
+    ties in database-index order (the ranking of the ``*_dense`` metrics)."""
+    qn = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+    dn = d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
+    for s in range(0, len(q), chunk_size):
+        rows = slice(s, min(s + chunk_size, len(q)))
+        yield rows, np.argsort(-(qn[rows] @ dn.T), axis=1, kind="stable")[:, :k]
+
+
 def recall_at_k_dense(
     query,
     db,
@@ -966,14 +976,10 @@ def recall_at_k_dense(
     qg, dg = np.asarray(query_groups), np.asarray(db_groups)
     if len(qg) != len(q) or len(dg) != len(d):
         raise DataError("recall_at_k_dense: one group per query row and per database row")
-    qn = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-    dn = d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
     kmax = min(max(ks), len(d))
     hits = np.zeros((len(q), kmax), dtype=bool)
-    for s in range(0, len(q), chunk_size):
-        sim = qn[s : s + chunk_size] @ dn.T
-        order = np.argsort(-sim, axis=1, kind="stable")[:, :kmax]
-        hits[s : s + chunk_size] = dg[order] == qg[s : s + chunk_size, None]
+    for rows, order in _cosine_top(q, d, kmax, chunk_size):
+        hits[rows] = dg[order] == qg[rows, None]
     first = np.cumsum(hits, axis=1) > 0
     out = {f"recall@{k}": float(first[:, min(k, kmax) - 1].mean()) if len(q) else 0.0 for k in ks}
     out["n_queries"] = int(len(q))
@@ -1009,14 +1015,10 @@ def map_at_k_dense(
     if not (np.isfinite(q).all() and np.isfinite(d).all()):
         raise DataError("map_at_k_dense: the vectors hold NaN or infinite values")
     rel = _LabelRelevance(query_labels, db_labels, len(q), len(d))
-    qn = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-    dn = d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
     kk = min(k, len(d))
     ap = np.zeros(len(q))
     ranks = np.arange(1, kk + 1)
-    for s in range(0, len(q), chunk_size):
-        rows = slice(s, min(s + chunk_size, len(q)))
-        order = np.argsort(-(qn[rows] @ dn.T), axis=1, kind="stable")[:, :kk]
+    for rows, order in _cosine_top(q, d, kk, chunk_size):
         hit = rel.pairs(rows, order)
         found = np.cumsum(hit, axis=1)
         n_hit = found[:, -1] if kk else np.zeros(order.shape[0])
