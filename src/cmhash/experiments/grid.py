@@ -674,21 +674,17 @@ def order_markdown(rows, dataset: str, ref_dir: Path | None = None) -> str:
     lines = ["| bits | task | methods | ours, best first | paper, best first | Kendall τ |", "|---|---|---|---|---|---|"]
     for b in sorted({r["bits"] for r in mine}):
         for task, arrow in (("i2t", "I→T"), ("t2i", "T→I")):
-            ours, theirs, runs = {}, {}, {}
+            # one row per method, as the paper has: the variant with the most runs at this length, the
+            # method's own preset on a tie (DBRC [e156] with one run beside DBRC [e40] with three)
+            best: dict[str, tuple] = {}
             for method, variant in table_pairs(mine):
                 pv = paper.get((method.upper(), pd, b, task))
                 vals = [r[task] for r in mine if (r["method"], r["variant"], r["bits"]) == (method, variant, b)]
-                if pv is None or not vals:
-                    continue
-                # one row per method (the paper has one): the variant with the most runs at this length,
-                # the method's own preset on a tie, so a method is never ranked against itself
-                have = next((k for k in ours if k[0] == method), None)
                 rank = (len(vals), variant == method)
-                if have is not None and runs[have] >= rank:
-                    continue
-                if have is not None:
-                    del ours[have], theirs[have], runs[have]
-                ours[(method, variant)], theirs[(method, variant)], runs[(method, variant)] = float(np.mean(vals)), pv, rank
+                if pv is not None and vals and (method not in best or rank > best[method][0]):
+                    best[method] = (rank, variant, float(np.mean(vals)), pv)
+            ours = {(m, v): mean for m, (_, v, mean, _) in best.items()}
+            theirs = {(m, v): pv for m, (_, v, _, pv) in best.items()}
             if len(ours) < 3:
                 continue
             keys = sorted(ours)
