@@ -17,7 +17,7 @@ runs too), with the method's ``default`` preset, one thread, and one epoch for d
 * ``RSS MiB``: process peak resident set (``ru_maxrss``) after ``fit`` minus the resident set
   just before it, which covers torch and BLAS workspaces too.
 
-Before the timed fit, one warm-up fit on 128 items (at least 4 x bits) pays for imports and
+Before the timed fit, one warm-up fit on 128 items (at least 4 x bits and one batch) pays for imports and
 library start-up. A method's larger sizes are skipped when its last fit, extrapolated with the growth exponent seen
 so far (at least 1), would exceed ``--budget`` seconds, or when ``--max-gib`` of memory would be
 exceeded by an O(n^2) extrapolation of its traced peak.
@@ -72,7 +72,9 @@ def _one(method: str, n: int, bits: int, image_dim: int, text_dim: int, queue) -
                 else:
                     model.fit(data, threads=1)
 
-        fit(ds.subset(list(range(min(n, max(4 * bits, 128))))))  # warm-up: imports, BLAS/torch start-up
+        # warm-up (imports, BLAS/torch start-up) on 128 items, or enough for one batch (KDH, UCCH: 256) and 4 x bits
+        warm = max(4 * bits, 128, int(hp.get("batch_size") or cls.DEFAULTS.get("batch_size") or 0))
+        fit(ds.subset(list(range(min(n, warm)))))
         gc.collect()
         rss_before = _current_rss_mib()
         if not deep:  # tracemalloc slows Python-heavy training loops; deep methods get RSS only
